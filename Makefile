@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
-PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PROFILE ?=
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
@@ -12,8 +15,17 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export GX_ANALYTICS_ENABLED := false
 
-.PHONY: run test ui data venv clean deploy worker bench
+.PHONY: run test ui data venv deploy worker bench world clean help
+
+help:
+	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
+	@echo "make test    - the test suite"
+	@echo "make ui      - MLflow UI on http://127.0.0.1:5000 over mlflow/"
+	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start')"
+	@echo "make worker  - start a worker on the local process pool"
+	@echo "make bench   - the benchmarks under bench/"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,3 +36,42 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The raw demo data comes from the DVC remote committed in dvc-store/ (no network needed).
+data/prompts.jsonl: data.dvc | venv
+	$(BIN)/dvc pull --quiet data.dvc
+
+data: data/prompts.jsonl
+
+run: venv data
+	$(PY) -m flows.pipeline $(if $(PROFILE),--profile $(PROFILE))
+	@echo
+	@echo "Results:"
+	@echo "  evaluation report : outputs/evaluate/report.md"
+	@echo "  DVC metrics       : dvc metrics show   (compare runs: dvc metrics diff)"
+	@echo "  MLflow runs       : make ui, then the URL it prints"
+	@echo "  Prefect artifacts : prefect server start (PREFECT_HOME=.prefect), then http://127.0.0.1:4200"
+
+test: venv
+	$(PY) -m pytest -q
+
+ui: venv
+	@$(PY) -m flows.ui
+
+deploy: venv
+	$(BIN)/prefect work-pool create local --type process --overwrite
+	$(BIN)/prefect --no-prompt deploy --all
+
+worker: venv
+	$(BIN)/prefect worker start --pool local
+
+bench: venv
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+# Regenerate the demo world into data/ and version it (maintainers only: changes data.dvc).
+world: venv
+	$(PY) -m instructgpt.world.generate --out data --profile demo
+	$(BIN)/dvc add data && $(BIN)/dvc push
+
+clean:
+	rm -rf outputs reports .prefect

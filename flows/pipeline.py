@@ -1,0 +1,242 @@
+"""The pipeline as a Prefect flow: one task per DVC stage, in DAG order.
+
+Each task runs `dvc repro <stage>`: DVC alone decides whether the stage is stale and owns the
+cache; Prefect owns when, retries, logs and the run's overview (one markdown artifact per
+stage: ran or skipped, gate result, key metrics, MLflow link). DVC calls are serialised (one
+workspace, one `dvc repro` at a time): the tasks run one after another.
+
+    python -m flows.pipeline                 # the flow, against PREFECT_API_URL or an ephemeral server
+    python -m flows.pipeline --profile tiny  # apply profiles/tiny.yaml to params.yaml first
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tasks  # noqa: F401  (offline environment variables)
+from flows.profiles import apply_profile
+from tasks import tracking
+
+STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "evaluate"]
+NOT_RETRIED = {2: "bad params", 3: "gate failed", 4: "training diverged"}
+KEY_METRICS = {
+    "ingest": ["rows_in", "kept", "removed"],
+    "base": ["valid/loss", "nlp_task/accuracy"],
+    "sft": ["valid/loss", "valid/loss_before"],
+    "label": ["comparisons", "mean_k", "agreement/heldout_vs_train"],
+    "rm": ["valid/accuracy", "bias"],
+    "ppo": ["ppo/objective/scores", "ppo/objective/kl"],
+    "evaluate": ["win_rate/sft_vs_base", "win_rate/ppo_vs_sft"],
+}
+
+
+class StageFailed(RuntimeError):
+    """`dvc repro <stage>` exited non-zero; ``code`` is the stage's exit code."""
+
+    def __init__(self, stage: str, code: int, tail: str) -> None:
+        self.stage, self.code = stage, code
+        why = NOT_RETRIED.get(code, "error")
+        super().__init__(f"stage '{stage}' failed ({why}, exit {code}):\n{tail}")
+
+
+@dataclass
+class StageOutcome:
+    """What one stage did in this flow run."""
+
+    stage: str
+    ran: bool
+    seconds: float
+    metrics: dict[str, Any]
+    gate: dict[str, Any] | None
+    mlflow_run: str | None
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only failures that re-running could fix (not bad params, gates or divergence)."""
+    try:
+        state.result(raise_on_failure=True)
+    except StageFailed as exc:
+        return exc.code not in NOT_RETRIED
+    except Exception:  # noqa: BLE001
+        return True
+    return False
+
+
+def run_dvc_stage(stage: str, parent_run_id: str | None) -> StageOutcome:
+    """`dvc repro <stage>` with the MLflow parent run id in the environment."""
+    env = dict(os.environ)
+    if parent_run_id:
+        env[tracking.PARENT_ENV] = parent_run_id
+    t0 = time.time()
+    proc = subprocess.run(
+        ["dvc", "repro", stage], env=env, capture_output=True, text=True, check=False
+    )
+    output = proc.stdout + proc.stderr
+    sys.stdout.write(output)
+    if proc.returncode != 0:
+        code = _stage_exit_code(output, proc.returncode)
+        raise StageFailed(stage, code, output[-4000:])
+    ran = f"Running stage '{stage}'" in output
+    return StageOutcome(
+        stage=stage,
+        ran=ran,
+        seconds=round(time.time() - t0, 1),
+        metrics=_read_metrics(stage),
+        gate=_read_gate(stage) if ran else None,
+        mlflow_run=None,
+    )
+
+
+def _stage_exit_code(output: str, dvc_code: int) -> int:
+    """DVC reports the command's exit code as "failed to reproduce ...: exited with N"."""
+    import re
+
+    m = re.search(r"exited with (?:code )?(\d+)", output)
+    return int(m.group(1)) if m else dvc_code
+
+
+def _read_metrics(stage: str) -> dict[str, Any]:
+    for name in ("metrics.json", "report.json"):
+        p = Path("outputs") / stage / name
+        if p.exists():
+            return _flatten(json.loads(p.read_text()))
+    return {}
+
+
+def _read_gate(stage: str) -> dict[str, Any] | None:
+    """All gate parts of the stage (inputs, outputs) merged."""
+    reports = sorted(Path("reports/gates").glob(f"{stage}.*.json"))
+    if not reports:
+        return None
+    data = [json.loads(p.read_text()) for p in reports]
+    return {"success": all(d.get("success") for d in data), "checks": [c for d in data for c in d.get("checks", [])]}
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def stage_markdown(o: StageOutcome, run_link: str | None) -> str:
+    """The Prefect artifact of one stage."""
+    lines = [f"# Stage `{o.stage}`", ""]
+    lines.append(f"**{'ran' if o.ran else 'skipped (unchanged, DVC cache)'}** in {o.seconds} s")
+    if o.gate is not None:
+        checks = o.gate["checks"]
+        passed = sum(c["success"] for c in checks)
+        lines += ["", f"Gate: {'passed' if o.gate['success'] else 'FAILED'} ({passed}/{len(checks)})"]
+    keys = [k for k in KEY_METRICS.get(o.stage, []) if k in o.metrics]
+    if keys:
+        lines += ["", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {k} | {o.metrics[k]} |" for k in keys]
+    if run_link:
+        lines += ["", f"MLflow run: {run_link}"]
+    return "\n".join(lines)
+
+
+def build_flow():
+    """Define the Prefect flow and task lazily (importing prefect starts nothing)."""
+    from prefect import flow, get_run_logger, task
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.cache_policies import NO_CACHE
+    from prefect.runtime import flow_run
+
+    @task(
+        name="dvc-stage",
+        retries=2,
+        retry_delay_seconds=5,
+        retry_condition_fn=_retry_transient,
+        cache_policy=NO_CACHE,
+        task_run_name="{stage}",
+    )
+    def stage_task(stage: str, parent_run_id: str | None, experiment_id: str) -> StageOutcome:
+        outcome = run_dvc_stage(stage, parent_run_id)
+        outcome.mlflow_run = _child_run(parent_run_id, stage) if outcome.ran else None
+        link = tracking.run_url(experiment_id, outcome.mlflow_run) if outcome.mlflow_run else None
+        create_markdown_artifact(
+            markdown=stage_markdown(outcome, link),
+            key=f"stage-{stage}",
+            description=f"{stage}: {'ran' if outcome.ran else 'skipped'}",
+        )
+        get_run_logger().info("%s: %s in %.1fs", stage, "ran" if outcome.ran else "skipped", outcome.seconds)
+        return outcome
+
+    @flow(name="instructgpt-pipeline", log_prints=True)
+    def pipeline(stages: list[str] | None = None) -> list[dict[str, Any]]:
+        """Run the DVC stages in order under one MLflow parent run."""
+        import mlflow
+
+        exp_id = tracking.setup()
+        tags = {
+            "git_commit": tracking.git_commit(),
+            "dvc_lock": tracking.dvc_lock_hash(),
+            "prefect_flow_run_id": str(flow_run.get_id() or ""),
+        }
+        outcomes: list[StageOutcome] = []
+        with mlflow.start_run(experiment_id=exp_id, run_name="pipeline", tags=tags) as parent:
+            for stage in stages or STAGES:
+                outcomes.append(stage_task(stage, parent.info.run_id, exp_id))
+            mlflow.set_tag("dvc_lock_after", tracking.dvc_lock_hash())
+            mlflow.log_dict([o.__dict__ for o in outcomes], "pipeline/outcomes.json")
+        create_markdown_artifact(
+            markdown=_overview(outcomes, exp_id, parent.info.run_id), key="pipeline-overview"
+        )
+        return [o.__dict__ for o in outcomes]
+
+    return pipeline
+
+
+def _child_run(parent_run_id: str | None, stage: str) -> str | None:
+    """The MLflow run the stage process created under the parent (found by tag)."""
+    if not parent_run_id:
+        return None
+    import mlflow
+
+    runs = mlflow.search_runs(
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.stage = '{stage}'",
+        output_format="list",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _overview(outcomes: list[StageOutcome], exp_id: str, parent_id: str) -> str:
+    lines = ["# InstructGPT pipeline", "", "| stage | status | seconds |", "| --- | --- | --- |"]
+    lines += [f"| {o.stage} | {'ran' if o.ran else 'skipped'} | {o.seconds} |" for o in outcomes]
+    lines += ["", f"MLflow parent run: {tracking.run_url(exp_id, parent_id)}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", help="apply profiles/<name>.yaml to params.yaml before running")
+    parser.add_argument("--stages", nargs="*", help=f"subset of {STAGES} (default: all, in order)")
+    args = parser.parse_args(argv)
+    if args.profile:
+        apply_profile(args.profile)
+    t0 = time.time()
+    try:
+        outcomes = build_flow()(stages=args.stages)
+    except StageFailed as exc:
+        print(f"\npipeline stopped: {exc}", file=sys.stderr)
+        return exc.code or 1
+    ran = [o["stage"] for o in outcomes if o["ran"]]
+    print(f"\npipeline finished in {time.time() - t0:.0f}s; ran: {ran or 'nothing (all up to date)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

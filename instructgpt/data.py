@@ -1,0 +1,117 @@
+"""Token-level data rules: prompt encoding, left-padded batches, SFT examples, pretraining blocks.
+
+Every sequence starts with BOS (when the tokenizer has one), a prompt is
+``format_prompt(text)``, a response ends with EOS. Batches are LEFT-padded with explicit
+position ids so that every prompt ends at the same column (generation and PPO read from there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from instructgpt.models import position_ids_from_mask
+from instructgpt.text import format_prompt
+
+IGNORE_INDEX = -100
+
+
+def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str, max_len: int | None = None) -> list[int]:
+    """[BOS] + tokens of ``format_prompt(text)``; too-long prompts keep their END (the newline
+    after the instruction must stay next to the response)."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    ids = _ids(tokenizer, format_prompt(text))
+    if max_len is not None and len(bos) + len(ids) > max_len:
+        ids = ids[len(ids) - (max_len - len(bos)):]
+    return bos + ids
+
+
+def encode_response(tokenizer: PreTrainedTokenizerBase, response: str) -> list[int]:
+    """Tokens of the response followed by EOS."""
+    return _ids(tokenizer, response) + [tokenizer.eos_token_id]
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, fill: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad lists of ids to the longest: (ids (B, T), attention_mask (B, T))."""
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id if fill is None else fill, dtype=torch.long)
+    mask = torch.zeros(len(seqs), T, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, T - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, T - len(s):] = 1
+    return ids, mask
+
+
+@dataclass
+class Batch:
+    """A left-padded batch; ``labels`` only for SFT (−100 on prompt and padding)."""
+
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    position_ids: torch.Tensor  # (B, T)
+    labels: torch.Tensor | None = None  # (B, T)
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids}
+
+
+def collate_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_len: int | None = None) -> Batch:
+    """Left-padded prompt batch with attention mask and position ids."""
+    ids, mask = left_pad([encode_prompt(tokenizer, p, max_len) for p in prompts], tokenizer.pad_token_id)
+    return Batch(ids, mask, position_ids_from_mask(mask))
+
+
+def encode_sft(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, max_len: int
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of one demonstration: labels are −100 on prompt tokens, so the loss is
+    on response tokens (EOS included). Over-long examples lose response tokens from the end first,
+    then prompt tokens from the start."""
+    p_ids = encode_prompt(tokenizer, prompt)
+    r_ids = encode_response(tokenizer, response)
+    if len(p_ids) + len(r_ids) > max_len:
+        keep_p = min(len(p_ids), max(max_len // 2, max_len - len(r_ids)))
+        p_ids = p_ids[len(p_ids) - keep_p:]
+        r_ids = r_ids[: max_len - keep_p]
+    return p_ids + r_ids, [IGNORE_INDEX] * len(p_ids) + r_ids
+
+
+def collate_sft(tokenizer: PreTrainedTokenizerBase, examples: Sequence[tuple[str, str]], max_len: int) -> Batch:
+    """Left-padded SFT batch of (prompt, response) pairs."""
+    enc = [encode_sft(tokenizer, p, r, max_len) for p, r in examples]
+    ids, mask = left_pad([e[0] for e in enc], tokenizer.pad_token_id)
+    labels, _ = left_pad([e[1] for e in enc], tokenizer.pad_token_id, fill=IGNORE_INDEX)
+    return Batch(ids, mask, position_ids_from_mask(mask), labels)
+
+
+def collate_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]], max_len: int) -> Batch:
+    """Left-padded (prompt, response + EOS) sequences for scoring (reward model, evaluation)."""
+    return collate_sft(tokenizer, pairs, max_len)
+
+
+def make_blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block_size: int) -> torch.Tensor:
+    """Pretraining blocks: documents as [BOS] text [EOS], concatenated and cut into rows of
+    ``block_size`` tokens (the tail shorter than a block is dropped). (N, block_size)"""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    stream: list[int] = []
+    for t in texts:
+        stream += bos + _ids(tokenizer, t) + [tokenizer.eos_token_id]
+    n = len(stream) // block_size
+    if n == 0:
+        raise ValueError(f"pretraining texts give {len(stream)} tokens, fewer than one block of {block_size}")
+    return torch.tensor(stream[: n * block_size], dtype=torch.long).view(n, block_size)  # (N, block_size)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
+    """Shuffled order of ``n`` items for one epoch; a pure function of (seed, epoch) so a resumed
+    run finds the same data position."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()

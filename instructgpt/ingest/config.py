@@ -1,0 +1,143 @@
+"""Typed config of the ingest stage (params.yaml section `ingest`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from instructgpt.config import ConfigError
+
+# The PII types the detector knows, named as in the simulated world's pii_spans.jsonl.
+PII_TYPES: tuple[str, ...] = (
+    "EMAIL",
+    "PHONE",
+    "CREDIT_CARD",
+    "SSN",
+    "IP_ADDRESS",
+    "STREET_ADDRESS",
+    "PERSON",
+)
+PII_MODES = ("drop", "redact")
+
+
+@dataclass
+class PiiConfig:
+    """How PII is found and what happens to a prompt that holds some."""
+
+    mode: str = "drop"
+    """'drop': the prompt goes to quarantine (paper 3.2); 'redact': each span becomes <TYPE>."""
+    types: list[str] = field(default_factory=lambda: list(PII_TYPES))
+    """PII types to look for; a subset of EMAIL, PHONE, CREDIT_CARD, SSN, IP_ADDRESS,
+    STREET_ADDRESS, PERSON."""
+    score_threshold: float = 0.3
+    """Presidio results below this score are ignored (0.3 drops its 'very weak' bare 9-digit SSN)."""
+    phone_regions: list[str] = field(default_factory=list)
+    """Regions (e.g. ['GB', 'DE']) for Presidio's python-phonenumbers recognizer, which finds
+    international formats valid in those numbering plans; each region is one more (slow) pass
+    over every candidate. North-American formats are always found by pattern."""
+    prefilter: bool = True
+    """Send only prompts that match a cheap regex to Presidio (off: every prompt; for benchmarks)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in PII_MODES:
+            raise ConfigError(f"ingest.pii.mode: {self.mode!r} is not one of {list(PII_MODES)}")
+        unknown = sorted(set(self.types) - set(PII_TYPES))
+        if unknown:
+            raise ConfigError(
+                f"ingest.pii.types: unknown type(s) {unknown}; choose from {list(PII_TYPES)}"
+            )
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ConfigError(f"ingest.pii.score_threshold: {self.score_threshold} must be in [0, 1]")
+
+
+@dataclass
+class SplitConfig:
+    """Train / valid / test split by a stable hash of the user id (paper 3.2)."""
+
+    train: float = 0.8
+    """Share of users (not prompts) in train."""
+    valid: float = 0.1
+    """Share of users in valid."""
+    test: float = 0.1
+    """Share of users in test."""
+    salt: str = "instructgpt-split-v1"
+    """Mixed into the hash; changing it reshuffles every user, so change it never for a live log."""
+
+    def __post_init__(self) -> None:
+        shares = (self.train, self.valid, self.test)
+        if min(shares) < 0 or abs(sum(shares) - 1.0) > 1e-9:
+            raise ConfigError(
+                f"ingest.split: train/valid/test = {shares} must be >= 0 and sum to 1"
+            )
+
+
+@dataclass
+class DatasetConfig:
+    """Shares of kept prompts that go to the SFT, RM and PPO datasets (paper 3.2, Table 6:
+    about 13k / 33k / 31k prompts). Labeler-written prompts go only to SFT and RM; PPO takes
+    API prompts only, so API prompts go to PPO with the probability that makes the overall PPO
+    share equal `ppo` (capped at 1 when there are too few API prompts)."""
+
+    sft: float = 0.17
+    """Share of kept prompts in SFT."""
+    rm: float = 0.43
+    """Share of kept prompts in RM."""
+    ppo: float = 0.40
+    """Share of kept prompts in PPO (API prompts only)."""
+    salt: str = "instructgpt-datasets-v1"
+    """Mixed into the per-prompt hash that assigns datasets."""
+
+    def __post_init__(self) -> None:
+        shares = (self.sft, self.rm, self.ppo)
+        if min(shares) < 0 or abs(sum(shares) - 1.0) > 1e-9:
+            raise ConfigError(f"ingest.datasets: sft/rm/ppo = {shares} must be >= 0 and sum to 1")
+        if self.sft + self.rm <= 0:
+            raise ConfigError("ingest.datasets: sft + rm must be > 0 (labeler prompts go there)")
+
+
+@dataclass
+class IngestConfig:
+    """The ingest stage: schema, PII, dedup, per-user cap, split, datasets (paper 3.2)."""
+
+    max_text_chars: int = 4000
+    """Longer texts are quarantined as 'too_long'."""
+    dedup_prefix_chars: int = 128
+    """Prompts whose normalised text (NFKC, casefolded, whitespace collapsed) shares its first
+    N characters are duplicates; the earliest is kept (paper 3.2: "long common prefix").
+    Measured on the simulated world's log: N = 64 also removes 25 % of the original prompts
+    that are not exact copies (shared instructions and few-shot headers), N = 128 about 5 %,
+    while every resubmission (edited at its end) is still caught."""
+    dedup_min_chars: int = 16
+    """A normalised prompt shorter than N is a duplicate of a later prompt that starts with
+    it when it has at least this many chars (a short prompt resubmitted with " please"
+    appended); shorter ones only of exact copies, so that "write" does not swallow every
+    prompt that starts with it."""
+    max_prompts_per_user: int = 200
+    """Per-user cap (paper 3.2); the earliest prompts by (timestamp, prompt_id) are kept."""
+    limit_rows: int | None = None
+    """Read only the first N input lines (tiny profile); lines after N are not read and are
+    not counted in rows_in."""
+    seed: int = 0
+    """Reserved for random choices; every rule here is a deterministic function of the data
+    and the salts, so the output does not depend on it."""
+    pii: PiiConfig = field(default_factory=PiiConfig)
+    """PII detection and handling."""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    """Train / valid / test by user."""
+    datasets: DatasetConfig = field(default_factory=DatasetConfig)
+    """SFT / RM / PPO shares."""
+
+    def __post_init__(self) -> None:
+        if self.max_text_chars < 1:
+            raise ConfigError(f"ingest.max_text_chars: {self.max_text_chars} must be >= 1")
+        if self.dedup_prefix_chars < 1:
+            raise ConfigError(f"ingest.dedup_prefix_chars: {self.dedup_prefix_chars} must be >= 1")
+        if not 1 <= self.dedup_min_chars <= self.dedup_prefix_chars:
+            raise ConfigError(
+                f"ingest.dedup_min_chars: {self.dedup_min_chars} must be in [1, dedup_prefix_chars]"
+            )
+        if self.max_prompts_per_user < 1:
+            raise ConfigError(
+                f"ingest.max_prompts_per_user: {self.max_prompts_per_user} must be >= 1"
+            )
+        if self.limit_rows is not None and self.limit_rows < 0:
+            raise ConfigError(f"ingest.limit_rows: {self.limit_rows} must be >= 0 or null")

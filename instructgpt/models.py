@@ -1,0 +1,291 @@
+"""Causal LMs (build / load / save) and the reward model r_θ(x, y) (paper section 3.5, step 2).
+
+Works with any local Hugging Face ``AutoModelForCausalLM`` directory; never downloads, never
+runs remote code, writes safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
+
+from instructgpt.config import ConfigError
+
+ARCHS = ("gpt2", "llama", "gpt_neox")
+# Config attributes that hold a dropout probability, across the architectures we support.
+_DROPOUT_ATTRS = (
+    "resid_pdrop", "embd_pdrop", "attn_pdrop",  # gpt2
+    "attention_dropout", "hidden_dropout", "classifier_dropout",  # llama, gpt_neox, qwen2
+)
+
+
+@dataclass
+class ModelConfig:
+    """Shape of a freshly initialised causal LM (the ``base`` stage)."""
+
+    arch: str = "gpt2"
+    """Architecture: "gpt2" (learned positions), "llama" (RoPE, RMSNorm, SwiGLU) or "gpt_neox"."""
+    n_layer: int = 4
+    """Number of transformer blocks."""
+    n_embd: int = 128
+    """Hidden size d (the reward head reads vectors of this size)."""
+    n_head: int = 4
+    """Attention heads; must divide n_embd."""
+    n_positions: int = 256
+    """Context length: prompt + response must fit (learned positions for gpt2, RoPE limit otherwise)."""
+    dropout: float = 0.0
+    """Residual, attention and embedding dropout (gpt2: all three; llama: attention only, the
+    architecture has no residual dropout; gpt_neox: hidden + attention). The SFT stage sets its
+    own value (paper: 0.2); RL turns it off."""
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ConfigError(f"model.arch={self.arch!r}: choose one of {ARCHS}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"model.n_embd={self.n_embd} must be divisible by model.n_head={self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+
+
+def build_causal_lm(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> PreTrainedModel:
+    """A randomly initialised causal LM sized for ``tokenizer``; same seed, same weights."""
+    common = dict(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if cfg.arch == "gpt2":
+        hf_cfg = GPT2Config(
+            n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, n_positions=cfg.n_positions,
+            resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout, **common,
+        )
+    elif cfg.arch == "llama":
+        hf_cfg = LlamaConfig(
+            num_hidden_layers=cfg.n_layer, hidden_size=cfg.n_embd, num_attention_heads=cfg.n_head,
+            num_key_value_heads=cfg.n_head, intermediate_size=4 * cfg.n_embd,
+            max_position_embeddings=cfg.n_positions, attention_dropout=cfg.dropout,
+            tie_word_embeddings=True, **common,
+        )
+    else:
+        hf_cfg = GPTNeoXConfig(
+            num_hidden_layers=cfg.n_layer, hidden_size=cfg.n_embd, num_attention_heads=cfg.n_head,
+            intermediate_size=4 * cfg.n_embd, max_position_embeddings=cfg.n_positions,
+            hidden_dropout=cfg.dropout, attention_dropout=cfg.dropout, **common,
+        )
+    with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's RNG
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(hf_cfg)
+    return model.float()
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Set every dropout probability of a HF model (config fields, nn.Dropout modules, float attrs)."""
+    configs = [m.config for m in model.modules() if hasattr(m, "config")]
+    for c in {id(c): c for c in configs}.values():
+        for attr in _DROPOUT_ATTRS:
+            if isinstance(getattr(c, attr, None), (int, float)) and not isinstance(getattr(c, attr), bool):
+                setattr(c, attr, p)
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+        # Attention modules (llama, qwen2, neox) keep the probability as a float attribute.
+        for attr in ("attention_dropout", "dropout"):
+            if isinstance(getattr(m, attr, None), float):
+                setattr(m, attr, p)
+
+
+def _check_model_dir(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not (p.is_dir() and (p / "config.json").is_file()):
+        raise FileNotFoundError(
+            f"{p} is not a Hugging Face model directory (expected a folder with config.json and "
+            "*.safetensors written by save_model / save_pretrained)"
+        )
+    return p
+
+
+def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """Tokenizer from a local directory, left padding, with a pad token distinct from EOS."""
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    tok.padding_side = "left"
+    return tok
+
+
+def load_causal_lm(
+    path: str | os.PathLike, dropout: float | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """(model, tokenizer) from a local directory: safetensors only, float32, no remote code.
+
+    A tokenizer without a pad token (or whose pad equals EOS) gets a new ``<|pad|>`` token and the
+    embeddings grow by one row: padding must never be confused with the end of a response.
+    """
+    p = _check_model_dir(path)
+    tok = load_tokenizer(p)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(p), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
+    )
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
+        tok.add_special_tokens({"pad_token": "<|pad|>"})
+        model.resize_token_embeddings(len(tok))
+        model.config.pad_token_id = tok.pad_token_id
+    if dropout is not None:
+        set_dropout(model, dropout)
+    return model, tok
+
+
+def _atomic_dir(path: str | os.PathLike):
+    """Write into ``path.tmp`` then swap it in, so a crash never leaves a half-written model."""
+    final = Path(path)
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return final, tmp
+
+
+def _swap_in(final: Path, tmp: Path) -> None:
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, path: str | os.PathLike) -> None:
+    """Save a causal LM (safetensors) and its tokenizer atomically into ``path``."""
+    final, tmp = _atomic_dir(path)
+    model.save_pretrained(str(tmp))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(tmp))
+    _swap_in(final, tmp)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted over real tokens only, so left padding does not shift them. (B, T)"""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real (mask 1) token of each row. (B,)"""
+    T = attention_mask.shape[-1]
+    return T - 1 - attention_mask.long().flip(-1).argmax(-1)
+
+
+_HEAD_FILE = "reward_head.safetensors"
+_META_FILE = "reward_model.json"
+
+
+class RewardModel(nn.Module):
+    """r_θ(x, y): a causal LM with the unembedding removed and a scalar head (paper step 2).
+
+    ``forward`` gives the reward read at the last real token; ``per_token`` gives a value at
+    every position (the PPO value function is initialised from the RM). ``bias`` is a buffer set
+    after training so that the labeler demonstrations have mean reward 0.
+    """
+
+    def __init__(self, backbone: PreTrainedModel, seed: int = 0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        d = backbone.config.hidden_size
+        self.head = nn.Linear(d, 1)
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            # Small head init: std 1/sqrt(d+1) (lm-human-preferences).
+            self.head.weight.copy_(torch.randn(1, d, generator=g) / math.sqrt(d + 1))
+            self.head.bias.zero_()
+        self.register_buffer("bias", torch.zeros(()))
+
+    @classmethod
+    def from_causal_lm(cls, path_or_model: str | os.PathLike | PreTrainedModel, seed: int = 0,
+                       dropout: float | None = None) -> "RewardModel":
+        """Backbone of a causal-LM directory (or in-memory model, deep-copied) + a fresh head."""
+        if isinstance(path_or_model, PreTrainedModel):
+            import copy
+            backbone = copy.deepcopy(path_or_model.base_model)
+        else:
+            p = _check_model_dir(path_or_model)
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()  # "lm_head weights not used" is the point here
+            try:
+                backbone = AutoModel.from_pretrained(
+                    str(p), local_files_only=True, trust_remote_code=False, use_safetensors=True,
+                    dtype=torch.float32,
+                )
+            finally:
+                hf_logging.set_verbosity(verbosity)
+        if dropout is not None:
+            set_dropout(backbone, dropout)
+        return cls(backbone, seed=seed)
+
+    def per_token(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Scalar output at every position, bias included. (B, T)"""
+        if position_ids is None:
+            position_ids = position_ids_from_mask(attention_mask)
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state  # (B, T, d)
+        return self.head(hidden).squeeze(-1) + self.bias  # (B, T)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Reward at the last real token of each sequence. (B,)"""
+        values = self.per_token(input_ids, attention_mask, position_ids)  # (B, T)
+        idx = last_token_index(attention_mask)  # (B,)
+        return values.gather(1, idx[:, None]).squeeze(1)  # (B,)
+
+    def save_pretrained(self, path: str | os.PathLike, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+        """Backbone (HF format) + head and bias (safetensors) into ``path``, atomically."""
+        final, tmp = _atomic_dir(path)
+        self.backbone.save_pretrained(str(tmp))
+        save_file(
+            {"weight": self.head.weight.detach().contiguous(), "head_bias": self.head.bias.detach().contiguous(),
+             "bias": self.bias.detach().reshape(1).contiguous()},
+            str(tmp / _HEAD_FILE),
+        )
+        (tmp / _META_FILE).write_text(json.dumps({"kind": "reward_model", "bias": float(self.bias)}, indent=2))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        _swap_in(final, tmp)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, dropout: float | None = None) -> "RewardModel":
+        """Load what ``save_pretrained`` wrote."""
+        p = _check_model_dir(path)
+        if not (p / _HEAD_FILE).is_file():
+            raise FileNotFoundError(f"{p} has no {_HEAD_FILE}: not a reward model directory")
+        backbone = AutoModel.from_pretrained(
+            str(p), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
+        )
+        if dropout is not None:
+            set_dropout(backbone, dropout)
+        rm = cls(backbone)
+        t = load_file(str(p / _HEAD_FILE))
+        with torch.no_grad():
+            rm.head.weight.copy_(t["weight"])
+            rm.head.bias.copy_(t["head_bias"])
+            rm.bias.copy_(t["bias"].reshape(()))
+        return rm

@@ -1,0 +1,93 @@
+"""Configs of the stages that compose library parts: base, label, evaluate.
+
+(ingest, sft, rm and ppo take their configs straight from the library: ``IngestConfig``,
+``SFTConfig``, ``RewardConfig``, ``PPOConfig``.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from instructgpt.config import ConfigError
+from instructgpt.models import ModelConfig
+from instructgpt.train.pretrain import PretrainConfig
+
+
+@dataclass
+class BaseConfig:
+    """The ``base`` stage: a tokenizer and a causal LM "pretrained" on the corpus, or your own."""
+
+    model_path: str | None = None
+    """A local Hugging Face causal-LM directory to use instead of training one (then no training
+    happens; the directory is copied to outputs/base/model). null: train on data/corpus.jsonl."""
+    vocab_size: int = 2048
+    """Size of the byte-level BPE vocabulary trained on the corpus."""
+    max_documents: int | None = None
+    """Use only the first N corpus documents (the tiny profile); null: all."""
+    heldout_fraction: float = 0.05
+    """Share of corpus documents held out (by a stable hash of doc_id) to measure corpus loss and
+    the alignment tax; never trained on, by base or by PPO-ptx."""
+    nlp_task_items: int = 500
+    """How many items of data/nlp_task.jsonl to score (multiple choice by log-likelihood)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Shape of the freshly initialised model."""
+    train: PretrainConfig = field(default_factory=PretrainConfig)
+    """Optimisation of the pretraining run."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.heldout_fraction < 0.5:
+            raise ConfigError(f"base.heldout_fraction={self.heldout_fraction}: choose a value in (0, 0.5)")
+        if self.vocab_size < 300:
+            raise ConfigError(f"base.vocab_size={self.vocab_size}: a byte-level BPE needs at least 300")
+
+
+@dataclass
+class LabelConfig:
+    """The ``label`` stage: K samples per RM prompt from the SFT model, ranked by labelers."""
+
+    k_min: int = 4
+    """Fewest responses a labeler ranks for one prompt (paper: 4)."""
+    k_max: int = 9
+    """Most responses ranked for one prompt (paper: 9); K is drawn uniformly in [k_min, k_max]."""
+    max_prompts: int | None = 3000
+    """Rank at most this many RM prompts (train and valid splits); null: all."""
+    temperature: float = 1.0
+    """Sampling temperature for the K responses."""
+    max_new_tokens: int = 48
+    """Longest response sampled."""
+    batch_size: int = 64
+    """Prompts sampled together (KV cache, left padding)."""
+    rankings: str | None = None
+    """Path of imported human rankings (rankings.jsonl) to use instead of the simulated labelers."""
+    seed: int = 0
+    """Seed of K, sampling and the labelers."""
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.k_min <= self.k_max:
+            raise ConfigError(f"label.k_min={self.k_min}, k_max={self.k_max}: need 2 <= k_min <= k_max")
+        if self.temperature <= 0:
+            raise ConfigError(f"label.temperature={self.temperature} must be > 0")
+
+
+@dataclass
+class EvaluateConfig:
+    """The ``evaluate`` stage: held-out labelers compare models on test-split prompts."""
+
+    n_prompts: int = 400
+    """Test-split prompts (users never seen in training) to evaluate on."""
+    temperature: float = 0.7
+    """Sampling temperature of every evaluated model (the same for all)."""
+    max_new_tokens: int = 48
+    """Longest response generated."""
+    batch_size: int = 64
+    """Prompts generated together."""
+    corpus_docs: int = 500
+    """Held-out corpus documents for the corpus loss (alignment tax)."""
+    nlp_task_items: int = 500
+    """Items of the public NLP task scored per model (alignment tax)."""
+    seed: int = 0
+    """Seed of sampling and of the held-out labelers."""
+
+    def __post_init__(self) -> None:
+        if self.n_prompts < 1:
+            raise ConfigError("evaluate.n_prompts must be >= 1")

@@ -1,0 +1,239 @@
+"""Step 2: reward model from K-way rankings (paper section 3.5).
+
+Each batch element is ONE prompt with its K ranked responses (K = 4..9, varying within a
+batch): the K·B sequences go through the model in one forward pass and the loss averages the
+C(K,2) pairs of each prompt — K forward passes per prompt instead of 2·C(K,2), and no overfitting
+from shuffling correlated pairs into separate elements. After training the bias is set so that
+the demonstrations have mean reward 0 (the loss is shift-invariant).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from instructgpt.config import ConfigError, to_dict
+from instructgpt.data import collate_pairs, epoch_permutation
+from instructgpt.losses import ranking_loss
+from instructgpt.models import RewardModel, set_dropout
+from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from instructgpt.train.common import LogFn, check_finite, device_of, make_optimizer, no_log, warmup_cosine
+
+
+class Comparison(NamedTuple):
+    """One labelled prompt: K responses and their ranking (indices into ``responses``, best first)."""
+
+    prompt: str
+    responses: list[str]
+    ranking: list[int]
+
+
+@dataclass
+class RewardConfig:
+    """Reward-model training on K-way comparisons."""
+
+    epochs: int = 1
+    """Passes over the comparisons (paper: one; the RM overfits after that)."""
+    lr: float = 1e-4
+    """Peak AdamW learning rate."""
+    batch_size: int = 8
+    """PROMPTS per optimizer step; each brings its K responses (all C(K,2) pairs)."""
+    max_len: int = 256
+    """Tokens per (prompt + response + EOS) sequence."""
+    warmup: int = 10
+    """Linear warmup steps before cosine decay."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of ``lr``."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on weight matrices."""
+    grad_clip: float = 1.0
+    """Max global gradient norm (0 = no clipping)."""
+    dropout: float = 0.0
+    """Dropout in the backbone while training the RM."""
+    seed: int = 0
+    """Seeds data order and dropout (the head init uses the RewardModel's own seed)."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0 = all epochs)."""
+    eval_every: int = 0
+    """Evaluate on the validation comparisons every N steps (0 = at the end only)."""
+    eval_batch_size: int = 16
+    """Prompts (or demonstrations) per forward pass during evaluation."""
+    normalize_bias: bool = True
+    """After training set the bias so demonstrations have mean reward 0 (paper)."""
+    log_every: int = 10
+    """Log train metrics every N steps."""
+    show_progress: bool = True
+    """tqdm progress bar."""
+    checkpoint_dir: str | None = None
+    """Resumable checkpoint directory (None = none); an existing checkpoint is resumed."""
+    checkpoint_every: int = 0
+    """Checkpoint every N steps (0 = never)."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("rm.epochs and rm.batch_size must be >= 1")
+        if self.checkpoint_every and not self.checkpoint_dir:
+            raise ConfigError("rm.checkpoint_every > 0 needs rm.checkpoint_dir")
+
+
+def comparison_batch(
+    tokenizer: PreTrainedTokenizerBase, comparisons: Sequence[Comparison], max_len: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All responses of ``comparisons`` as one flat left-padded batch.
+
+    Returns (model inputs (N, T) with N = Σ K_b, owner (N, 2) = (prompt b, slot k),
+    ranking (B, K_max) padded with 0, mask (B, K_max) of real responses)."""
+    pairs, owner = [], []
+    for b, c in enumerate(comparisons):
+        if sorted(c.ranking) != list(range(len(c.responses))):
+            raise ValueError(
+                f"comparison {b}: ranking {c.ranking} is not a permutation of {len(c.responses)} responses")
+        for k, r in enumerate(c.responses):
+            pairs.append((c.prompt, r))
+            owner.append((b, k))
+    batch = collate_pairs(tokenizer, pairs, max_len)
+    B, K = len(comparisons), max(len(c.responses) for c in comparisons)
+    ranking = torch.zeros(B, K, dtype=torch.long)
+    mask = torch.zeros(B, K, dtype=torch.bool)
+    for b, c in enumerate(comparisons):
+        ranking[b, : len(c.ranking)] = torch.tensor(c.ranking)
+        mask[b, : len(c.responses)] = True
+    return batch.model_inputs(), torch.tensor(owner), ranking, mask
+
+
+def kway_forward(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, comparisons: Sequence[Comparison],
+                 max_len: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One forward pass over every response of the batch, then the K-way ranking loss."""
+    device = device_of(rm)
+    inputs, owner, ranking, mask = comparison_batch(tokenizer, comparisons, max_len)
+    flat = rm(**{k: v.to(device) for k, v in inputs.items()})  # (N,)
+    rewards = torch.zeros(mask.shape, dtype=flat.dtype, device=device)  # (B, K_max)
+    rewards = rewards.index_put((owner[:, 0].to(device), owner[:, 1].to(device)), flat)  # (B, K_max)
+    return ranking_loss(rewards, mask.to(device), ranking.to(device))
+
+
+@torch.no_grad()
+def score_pairs(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]],
+                batch_size: int = 16, max_len: int = 256) -> torch.Tensor:
+    """r_θ(x, y) (bias included) for (prompt_text, response) pairs. (N,)"""
+    was_training = rm.training
+    rm.eval()
+    device = device_of(rm)
+    out = []
+    for start in range(0, len(pairs), batch_size):
+        b = collate_pairs(tokenizer, pairs[start: start + batch_size], max_len)
+        out.append(rm(**{k: v.to(device) for k, v in b.model_inputs().items()}).float().cpu())
+    rm.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+@torch.no_grad()
+def evaluate_rm(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, comparisons: Sequence[Comparison],
+                batch_size: int, max_len: int) -> dict[str, float]:
+    """Pairwise accuracy and loss over ``comparisons`` (each prompt weighted equally in the loss)."""
+    was_training = rm.training
+    rm.eval()
+    loss_sum, correct, pairs = 0.0, 0.0, 0.0
+    for start in range(0, len(comparisons), batch_size):
+        chunk = comparisons[start: start + batch_size]
+        loss, stats = kway_forward(rm, tokenizer, chunk, max_len)
+        loss_sum += loss.item() * len(chunk)
+        correct += float(stats["accuracy"]) * float(stats["n_pairs"])
+        pairs += float(stats["n_pairs"])
+    rm.train(was_training)
+    return {"loss": loss_sum / max(len(comparisons), 1), "accuracy": correct / max(pairs, 1.0)}
+
+
+def normalize_bias(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, demonstrations: Sequence[tuple[str, str]],
+                   batch_size: int = 16, max_len: int = 256) -> float:
+    """Set ``rm.bias`` so the demonstrations' mean reward is 0; returns the bias."""
+    with torch.no_grad():
+        rm.bias.zero_()
+        mean = float(score_pairs(rm, tokenizer, demonstrations, batch_size, max_len).mean())
+        rm.bias.fill_(-mean)
+    return -mean
+
+
+def train_reward_model(
+    rm: RewardModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: Sequence[Comparison],
+    valid: Sequence[Comparison],
+    demonstrations: Sequence[tuple[str, str]],
+    cfg: RewardConfig,
+    log: LogFn = no_log,
+) -> dict[str, float]:
+    """Train ``rm`` in place; returns valid/accuracy (pairwise), valid/loss, train/*, bias."""
+    train = [Comparison(*c) for c in train]
+    valid = [Comparison(*c) for c in valid]
+    if not train:
+        raise ValueError("train_reward_model: no training comparisons")
+    set_dropout(rm.backbone, cfg.dropout)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    optimizer = make_optimizer(rm.parameters(), cfg.lr, cfg.weight_decay)
+    scheduler = warmup_cosine(optimizer, cfg.warmup, total, cfg.min_lr_ratio)
+    torch.manual_seed(cfg.seed)
+    step, acc_ema, loss_ema = 0, None, None
+    state = load_checkpoint(cfg.checkpoint_dir, {"rm": rm})
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        step, acc_ema, loss_ema = int(state["step"]), state["acc_ema"], state["loss_ema"]
+    rm.train()
+    bar = tqdm(total=total, initial=step, desc="reward", disable=not cfg.show_progress)
+    for epoch in range(cfg.epochs):
+        if step >= total:
+            break
+        perm = epoch_permutation(len(train), cfg.seed, epoch)
+        for i in range(steps_per_epoch):
+            if epoch * steps_per_epoch + i < step:
+                continue
+            if step >= total:
+                break
+            chunk = [train[j] for j in perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]]
+            loss, stats = kway_forward(rm, tokenizer, chunk, cfg.max_len)
+            check_finite(loss, step, "rm/loss")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
+            acc = float(stats["accuracy"])
+            acc_ema = acc if acc_ema is None else 0.9 * acc_ema + 0.1 * acc
+            if step % cfg.log_every == 0:
+                log({"train/loss": loss.item(), "train/accuracy": acc, "train/lr": scheduler.get_last_lr()[0]}, step)
+            if cfg.eval_every and step % cfg.eval_every == 0 and valid:
+                m = evaluate_rm(rm, tokenizer, valid, cfg.eval_batch_size, cfg.max_len)
+                log({f"valid/{k}": v for k, v in m.items()}, step)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                save_checkpoint(cfg.checkpoint_dir, {"rm": rm}, {
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                    "step": step, "acc_ema": acc_ema, "loss_ema": loss_ema}, to_dict(cfg))
+    bar.close()
+    rm.eval()
+    metrics = {"train/loss": float(loss_ema), "train/accuracy": float(acc_ema), "steps": float(step)}
+    if valid:
+        metrics.update({f"valid/{k}": v for k, v in evaluate_rm(rm, tokenizer, valid, cfg.eval_batch_size,
+                                                                cfg.max_len).items()})
+    if cfg.normalize_bias and demonstrations:
+        metrics["bias"] = normalize_bias(rm, tokenizer, demonstrations, cfg.eval_batch_size, cfg.max_len)
+        metrics["demo/mean_reward"] = float(score_pairs(rm, tokenizer, demonstrations, cfg.eval_batch_size,
+                                                        cfg.max_len).mean())
+    else:
+        metrics["bias"] = float(rm.bias)
+    log({k: v for k, v in metrics.items() if k != "steps"}, step)
+    return metrics

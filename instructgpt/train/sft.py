@@ -1,0 +1,232 @@
+"""Step 1: supervised fine-tuning on labeler demonstrations (paper section 3.5).
+
+Paper: 16 epochs, cosine decay, residual dropout 0.2; validation loss overfits after one epoch
+while the RM score keeps rising, so the final SFT model is selected by RM score on validation
+prompts (``selection="reward"``, needs a reward model) — or by validation loss when no RM exists
+yet (the first iteration of the recipe).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from instructgpt.config import ConfigError, to_dict
+from instructgpt.data import collate_sft, epoch_permutation
+from instructgpt.generation import sample
+from instructgpt.losses import lm_loss
+from instructgpt.models import RewardModel, set_dropout
+from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from instructgpt.train.common import LogFn, check_finite, device_of, make_optimizer, no_log, warmup_cosine
+
+SELECTIONS = ("valid_loss", "reward", "last")
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning on (prompt, demonstration) pairs."""
+
+    epochs: int = 16
+    """Passes over the demonstrations (paper: 16)."""
+    lr: float = 3e-4
+    """Peak AdamW learning rate."""
+    batch_size: int = 16
+    """Demonstrations per optimizer step."""
+    warmup: int = 10
+    """Linear warmup steps before the cosine decay."""
+    min_lr_ratio: float = 0.0
+    """Final learning rate as a fraction of ``lr`` (cosine decay, paper)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on weight matrices."""
+    dropout: float = 0.2
+    """Residual/attention/embedding dropout during SFT (paper: 0.2); the saved model keeps the
+    dropout it came with, later stages choose their own."""
+    max_len: int = 256
+    """Tokens per example (prompt + response + EOS); longer ones are cut."""
+    grad_clip: float = 1.0
+    """Max global gradient norm (0 = no clipping)."""
+    seed: int = 0
+    """Seeds data order, dropout and selection samples."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0 = run all epochs)."""
+    eval_every: int = 0
+    """Evaluate (valid loss, and RM score when selecting by reward) every N steps; 0 = each epoch."""
+    selection: str = "valid_loss"
+    """Which evaluated checkpoint to keep: "valid_loss" (lowest), "reward" (highest mean RM
+    score of sampled valid responses, paper; needs ``reward_model``), "last"."""
+    select_prompts: int = 64
+    """Validation prompts sampled for the RM score."""
+    select_max_new_tokens: int = 48
+    """Response length cap when sampling for the RM score."""
+    select_temperature: float = 1.0
+    """Sampling temperature for the RM score."""
+    eval_batch_size: int = 32
+    """Examples per forward pass during evaluation."""
+    log_every: int = 10
+    """Log train metrics every N steps."""
+    show_progress: bool = True
+    """tqdm progress bar."""
+    checkpoint_dir: str | None = None
+    """Resumable checkpoint directory (None = none); an existing checkpoint is resumed."""
+    checkpoint_every: int = 0
+    """Checkpoint every N steps (0 = never)."""
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"sft.selection={self.selection!r}: choose one of {SELECTIONS}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("sft.epochs and sft.batch_size must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"sft.dropout={self.dropout} must be in [0, 1)")
+        if self.checkpoint_every and not self.checkpoint_dir:
+            raise ConfigError("sft.checkpoint_every > 0 needs sft.checkpoint_dir")
+
+
+@torch.no_grad()
+def sft_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]],
+             max_len: int, batch_size: int = 32) -> float:
+    """Mean per-token NLL of the responses (EOS included) given their prompts."""
+    was_training = model.training
+    model.eval()
+    device = device_of(model)
+    total, count = 0.0, 0.0
+    for start in range(0, len(pairs), batch_size):
+        b = collate_sft(tokenizer, pairs[start: start + batch_size], max_len)
+        logits = model(**{k: v.to(device) for k, v in b.model_inputs().items()}).logits
+        loss, stats = lm_loss(logits, b.labels.to(device))
+        total += loss.item() * float(stats["n_tokens"])
+        count += float(stats["n_tokens"])
+    model.train(was_training)
+    return total / max(count, 1.0)
+
+
+def mean_reward(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, reward_model: RewardModel,
+                prompts: Sequence[str], cfg: SFTConfig) -> float:
+    """Mean RM score of sampled responses to ``prompts`` (SFT model selection)."""
+    from instructgpt.train.reward import score_pairs
+
+    samples = sample(model, tokenizer, list(prompts), cfg.select_max_new_tokens, cfg.select_temperature,
+                     cfg.eval_batch_size, seed=cfg.seed)
+    scores = score_pairs(reward_model, tokenizer, [(s.prompt, s.response) for s in samples],
+                         cfg.eval_batch_size, cfg.max_len)
+    return float(scores.mean())
+
+
+def train_sft(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: Sequence[tuple[str, str]],
+    valid: Sequence[tuple[str, str]],
+    cfg: SFTConfig,
+    log: LogFn = no_log,
+    reward_model: RewardModel | None = None,
+) -> dict[str, float]:
+    """Fine-tune ``model`` in place on (prompt_text, response) pairs; on return it holds the
+    selected checkpoint. Metrics: valid/loss_before, valid/loss (selected), best/step, ..."""
+    if cfg.selection == "reward" and reward_model is None:
+        raise ConfigError("sft.selection='reward' needs a reward model; use 'valid_loss' for the first iteration")
+    if not train:
+        raise ValueError("train_sft: no training demonstrations")
+    device = device_of(model)
+    original_dropout = _dropout_of(model)
+    set_dropout(model, cfg.dropout)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    eval_every = cfg.eval_every or steps_per_epoch
+    optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
+    scheduler = warmup_cosine(optimizer, cfg.warmup, total, cfg.min_lr_ratio)
+    select_prompts = list(dict.fromkeys(p for p, _ in valid))[: cfg.select_prompts]
+    torch.manual_seed(cfg.seed)
+
+    def evaluate(step: int) -> dict[str, float]:
+        m = {"valid/loss": sft_loss(model, tokenizer, valid, cfg.max_len, cfg.eval_batch_size)} if valid else {}
+        if reward_model is not None and select_prompts:
+            m["valid/reward"] = mean_reward(model, tokenizer, reward_model, select_prompts, cfg)
+        log(m, step)
+        return m
+
+    step, best, loss_ema = 0, None, None
+    state = load_checkpoint(cfg.checkpoint_dir, {"model": model})
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        step, best, loss_ema = int(state["step"]), state["best"], state["loss_ema"]
+        before = state["before"]
+    else:
+        before = evaluate(0)
+    model.train()
+    bar = tqdm(total=total, initial=step, desc="sft", disable=not cfg.show_progress)
+    for epoch in range(cfg.epochs):
+        if step >= total:
+            break
+        perm = epoch_permutation(len(train), cfg.seed, epoch)
+        for i in range(steps_per_epoch):
+            if epoch * steps_per_epoch + i < step:
+                continue  # resumed past this batch
+            if step >= total:
+                break
+            b = collate_sft(tokenizer, [train[j] for j in perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]],
+                            cfg.max_len)
+            logits = model(**{k: v.to(device) for k, v in b.model_inputs().items()}).logits  # (B, T, V)
+            loss, _ = lm_loss(logits, b.labels.to(device))
+            check_finite(loss, step, "sft/loss")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
+            if step % cfg.log_every == 0:
+                log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step)
+            if step % eval_every == 0 or step == total:
+                m = evaluate(step)
+                model.train()
+                best = _keep_best(best, m, step, model, cfg.selection)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                save_checkpoint(cfg.checkpoint_dir, {"model": model}, {
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                    "step": step, "best": best, "loss_ema": loss_ema, "before": before}, to_dict(cfg))
+    bar.close()
+    model.eval()
+    if best is not None:
+        model.load_state_dict(best["state"])
+    set_dropout(model, original_dropout)
+    metrics = {"train/loss": float(loss_ema) if loss_ema is not None else float("nan"), "steps": float(step)}
+    metrics.update({f"{k}_before": v for k, v in before.items()})
+    if best is not None:
+        metrics.update({k: float(v) for k, v in best["metrics"].items()})
+        metrics["best/step"] = float(best["step"])
+    return metrics
+
+
+def _keep_best(best: dict | None, m: dict[str, float], step: int, model: PreTrainedModel, selection: str) -> dict:
+    if selection == "valid_loss" and "valid/loss" not in m:
+        selection = "last"  # no validation data: nothing to select on
+    better = (
+        best is None
+        or selection == "last"
+        or (selection == "valid_loss" and m["valid/loss"] < best["metrics"]["valid/loss"])
+        or (selection == "reward" and m["valid/reward"] > best["metrics"]["valid/reward"])
+    )
+    if not better:
+        return best
+    return {"step": step, "metrics": dict(m), "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+
+
+def _dropout_of(model: PreTrainedModel) -> float:
+    for attr in ("resid_pdrop", "hidden_dropout", "attention_dropout"):
+        v = getattr(model.config, attr, None)
+        if isinstance(v, (int, float)):
+            return float(v)
+    return 0.0

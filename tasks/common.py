@@ -1,0 +1,283 @@
+"""The thin shell every stage shares: params, gate, atomic outputs, DVC metrics, MLflow.
+
+A stage module defines ``def body(stage: Stage) -> None`` and ends with
+``if __name__ == "__main__": raise SystemExit(main("sft", body))``. Inside the body:
+
+- ``stage.config(Cls)`` fills the stage's config dataclass from its params.yaml section;
+- ``stage.gate(tables)`` runs the Great Expectations suite (before any work);
+- ``stage.path("outputs/sft/model")`` gives a staging path for a declared output; outputs move
+  into place only when the body returns, so a failed stage writes nothing;
+- ``stage.log(metrics, step)`` is the library's progress callback (MLflow + DVC plots);
+- ``stage.metrics`` is written to the stage's DVC metrics file and logged to MLflow.
+
+Exit codes: 0 ok, 1 unexpected error (retried by the flow), 2 bad params, 3 gate failed,
+4 training diverged (2-4 are not retried: re-running cannot fix them).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from instructgpt.config import ConfigError, flatten, from_dict, to_dict
+from tasks import tracking
+from tasks.gates import GateFailed, GateResult, Table, run_gate
+
+T = TypeVar("T")
+EXIT_ERROR, EXIT_CONFIG, EXIT_GATE, EXIT_DIVERGED = 1, 2, 3, 4
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The whole params.yaml as a dict."""
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def declared_outputs(stage: str, dvc_file: str | Path = "dvc.yaml") -> dict[str, list[str]]:
+    """The stage's outs, metrics and plots as declared in dvc.yaml (the single source of truth)."""
+    with open(dvc_file) as f:
+        spec = yaml.safe_load(f)["stages"][stage]
+
+    def paths(key: str) -> list[str]:
+        out = []
+        for item in spec.get(key, []) or []:
+            out.append(next(iter(item)) if isinstance(item, dict) else item)
+        return out
+
+    return {"outs": paths("outs"), "metrics": paths("metrics"), "plots": paths("plots")}
+
+
+class Stage:
+    """Everything a stage body needs; see the module docstring."""
+
+    def __init__(self, name: str, params: dict[str, Any], run: Any | None) -> None:
+        self.name = name
+        self.params = params
+        self.section: dict[str, Any] = params.get(name) or {}
+        self.run = run
+        self.metrics: dict[str, float] = {}
+        self.gate_result: GateResult | None = None
+        self._declared = declared_outputs(name)
+        self._staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir="outputs"))
+        self._curve: list[dict[str, float]] = []
+        self._configs: dict[str, Any] = {}
+        self._t0 = time.time()
+        for old in Path("reports/gates").glob(f"{name}.*.json"):  # reports of an earlier run
+            old.unlink()
+
+    # -- params -------------------------------------------------------------------------------
+    def config(self, cls: type[T], key: str | None = None) -> T:
+        """Fill ``cls`` from ``params[stage]`` (or ``params[stage][key]``) and record it."""
+        data = self.section if key is None else (self.section.get(key) or {})
+        where = self.name if key is None else f"{self.name}.{key}"
+        cfg = from_dict(cls, data, where)
+        self._configs[where] = to_dict(cfg)
+        if self.run is not None:
+            import mlflow
+
+            mlflow.log_params({k: _param(v) for k, v in flatten(to_dict(cfg), f"{where}.").items()})
+            mlflow.log_dict(to_dict(cfg), f"config/{where}.json")
+        return cfg
+
+    def save_config(self, directory: Path) -> None:
+        """Write the resolved config(s) of this stage next to a checkpoint."""
+        (directory / "instructgpt_config.json").write_text(json.dumps(self._configs, indent=2, default=str))
+
+    # -- gate ---------------------------------------------------------------------------------
+    def gate(self, tables: list[Table], part: str = "inputs") -> GateResult:
+        """Run the GX suite; a failure stops the stage before any output is written."""
+        try:
+            result = run_gate(self.name, tables, part)
+        except GateFailed:
+            self._log_gate_report(part, False)
+            raise
+        self.gate_result = result
+        self._log_gate_report(part, True)
+        print(f"[{self.name}] gate '{part}' passed: {len(result.checks)} expectations ({result.report_path})")
+        return result
+
+    def _log_gate_report(self, part: str, success: bool) -> None:
+        path = Path("reports/gates") / f"{self.name}.{part}.json"
+        if self.run is not None and path.exists():
+            import mlflow
+
+            mlflow.log_artifact(str(path), "gate")
+            mlflow.set_tag(f"gate.{part}", "passed" if success else "failed")
+
+    # -- outputs ------------------------------------------------------------------------------
+    def path(self, target: str) -> Path:
+        """Staging location for declared output ``target``; moved into place on success."""
+        known = self._declared["outs"] + self._declared["metrics"] + self._declared["plots"]
+        if target not in known:
+            raise ValueError(f"{target} is not an output of stage '{self.name}' in dvc.yaml: {known}")
+        p = self._staging / target
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Progress callback for the library: step-wise metrics to MLflow and the DVC plot."""
+        clean = {k: float(v) for k, v in metrics.items() if _finite(v)}
+        if self.run is not None and clean:
+            import mlflow
+
+            mlflow.log_metrics(clean, step=step)
+        self._curve.append({"step": step, **clean})
+
+    def _write_metrics_and_curve(self) -> None:
+        metrics_files = self._declared["metrics"]
+        if metrics_files and not (self._staging / metrics_files[0]).exists():  # else the body wrote it
+            payload = {k: v for k, v in self.metrics.items() if _finite(v)}
+            payload["duration_s"] = round(time.time() - self._t0, 2)
+            self.path(metrics_files[0]).write_text(json.dumps(_nest(payload), indent=2, sort_keys=True))
+        for plot in self._declared["plots"]:
+            if plot.endswith(".csv") and not self.path(plot).exists():
+                _write_curve(self.path(plot), self._curve)
+
+    def commit(self) -> None:
+        """Move every staged output into place (rename: atomic per output)."""
+        self._write_metrics_and_curve()
+        missing = [
+            t
+            for t in self._declared["outs"] + self._declared["metrics"] + self._declared["plots"]
+            if not (self._staging / t).exists()
+        ]
+        if missing:
+            raise RuntimeError(f"stage '{self.name}' did not produce declared outputs: {missing}")
+        for target in self._declared["outs"] + self._declared["metrics"] + self._declared["plots"]:
+            dest = Path(target)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            elif dest.exists():
+                dest.unlink()
+            os.replace(self._staging / target, dest)
+        if self.run is not None:
+            import mlflow
+
+            clean = {k: float(v) for k, v in self.metrics.items() if _finite(v)}
+            if clean:
+                mlflow.log_metrics(clean)
+            for metrics_file in self._declared["metrics"]:
+                mlflow.log_artifact(metrics_file, "dvc")
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def main(name: str, body: Callable[[Stage], None]) -> int:
+    """Run one stage: MLflow child run, body, atomic commit; map failures to exit codes."""
+    Path("outputs").mkdir(exist_ok=True)
+    try:
+        params = load_params()
+    except (OSError, yaml.YAMLError) as exc:
+        print(f"[{name}] cannot read params.yaml: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    run_ctx = _start_run(name)
+    with run_ctx as run:
+        stage = Stage(name, params, run)
+        try:
+            body(stage)
+            stage.commit()
+        except ConfigError as exc:
+            return _fail(name, run, f"bad params: {exc}", EXIT_CONFIG)
+        except GateFailed as exc:
+            return _fail(name, run, str(exc), EXIT_GATE)
+        except Exception as exc:  # noqa: BLE001 - any other failure: report, exit non-zero
+            if type(exc).__name__ == "TrainingDiverged":  # the library's non-finite-loss error
+                return _fail(name, run, f"{exc}; no model was written", EXIT_DIVERGED)
+            return _fail(name, run, traceback.format_exc(), EXIT_ERROR)
+        finally:
+            stage.cleanup()
+    print(f"[{name}] done in {time.time() - stage._t0:.1f}s")
+    return 0
+
+
+def _start_run(name: str):
+    """An MLflow run for this stage, child of the flow's parent run when there is one."""
+    if os.environ.get("INSTRUCTGPT_NO_MLFLOW") == "1":
+        return nullcontext(None)
+    import mlflow
+
+    exp_id = tracking.setup()
+    parent = os.environ.get(tracking.PARENT_ENV) or None
+    tags = {
+        "stage": name,
+        "git_commit": tracking.git_commit(),
+        "dvc_lock": tracking.dvc_lock_hash(),
+        "mlflow.source.git.commit": tracking.git_commit(),
+    }
+    if os.environ.get("PREFECT__FLOW_RUN_ID"):
+        tags["prefect_flow_run_id"] = os.environ["PREFECT__FLOW_RUN_ID"]
+    return mlflow.start_run(experiment_id=exp_id, run_name=name, parent_run_id=parent, tags=tags)
+
+
+def _fail(name: str, run: Any, message: str, code: int) -> int:
+    print(f"[{name}] FAILED: {message}", file=sys.stderr)
+    if run is not None:
+        import mlflow
+
+        mlflow.set_tag("failure", message[:5000])
+        mlflow.end_run(status="FAILED")
+    return code
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _param(v: Any) -> Any:
+    s = json.dumps(v) if isinstance(v, (list, dict)) else v
+    return s if not isinstance(s, str) or len(s) < 500 else s[:497] + "..."
+
+
+def _nest(flat: dict[str, float]) -> dict[str, Any]:
+    """{'valid/loss': 1} -> {'valid': {'loss': 1}} so `dvc metrics show` reads well."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split("/")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):  # a scalar already sits at that key
+                break
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+def _write_curve(path: Path, rows: list[dict[str, float]]) -> None:
+    """Step-wise metrics as CSV (DVC plots); metrics missing at a step are left empty."""
+    keys: list[str] = ["step"]
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[k.replace("/", "_") for k in keys])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k.replace("/", "_"): row.get(k, "") for k in keys})
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """A JSONL file as a list of dicts."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows as JSONL, keys in insertion order, one row a line."""
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")

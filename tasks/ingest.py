@@ -1,0 +1,88 @@
+"""Stage ingest: raw prompt log -> SFT/RM/PPO prompts split by user, quarantine, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import great_expectations.expectations as gxe
+import pandas as pd
+
+from tasks.common import Stage, main
+from tasks.gates import Table
+
+RAW = Path("data/prompts.jsonl")
+COLUMNS = ["prompt_id", "user_id", "text", "timestamp", "source", "style", "dataset", "split"]
+
+
+def body(stage: Stage) -> None:
+    from instructgpt.ingest import IngestConfig, PiiDetector, ingest
+
+    cfg = stage.config(IngestConfig)
+    result = ingest(RAW, cfg, progress=True)
+    kept, report = result.kept, result.report
+    detector = PiiDetector(cfg.pii)
+    stage.gate(gate_tables(kept, report, cfg.max_prompts_per_user, detector), part="outputs")
+
+    _write_frame(stage.path("outputs/ingest/prompts.jsonl"), kept[COLUMNS])
+    _write_frame(stage.path("outputs/ingest/quarantine.jsonl"), result.quarantine)
+    stage.metrics.update(_flat_report(report))
+    stage.path("outputs/ingest/report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    if stage.run is not None:
+        import mlflow
+
+        mlflow.log_dict(report, "ingest/report.json")
+        reasons = result.quarantine["reason"].value_counts().rename_axis("reason").reset_index()
+        mlflow.log_table(reasons, "ingest/quarantine_reasons.json")
+        mlflow.log_table(kept.sample(min(50, len(kept)), random_state=0)[COLUMNS], "ingest/sample.json")
+
+
+def gate_tables(kept: pd.DataFrame, report: dict, cap: int, detector) -> list[Table]:
+    """The output suite: schema, non-empty text, unique ids, users in one split, cap, no PII, counts."""
+    users = kept.groupby("user_id").agg(n_splits=("split", "nunique"), n_prompts=("prompt_id", "size"))
+    users = users.reset_index()
+    pii = pd.DataFrame(
+        {"prompt_id": kept["prompt_id"], "pii_types": [",".join(sorted({s.type for s in detector.find(t)})) for t in kept["text"]]}
+    )
+    accounting = pd.DataFrame(
+        [{"rows_in": report["rows_in"], "kept_plus_removed": report["kept"] + report["removed"], "kept_rows": len(kept)}]
+    )
+    prompts_checks = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
+    prompts_checks += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in COLUMNS]
+    prompts_checks += [
+        gxe.ExpectColumnValuesToBeUnique(column="prompt_id"),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
+        gxe.ExpectColumnValuesToBeInSet(column="dataset", value_set=["sft", "rm", "ppo"]),
+        gxe.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "valid", "test"]),
+        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=["api", "labeler"]),
+    ]
+    return [
+        Table("prompts", kept, prompts_checks),
+        Table("users", users, [
+            gxe.ExpectColumnValuesToBeBetween(column="n_splits", min_value=1, max_value=1),
+            gxe.ExpectColumnValuesToBeBetween(column="n_prompts", min_value=1, max_value=cap),
+        ]),
+        Table("pii", pii, [gxe.ExpectColumnValuesToBeInSet(column="pii_types", value_set=[""])]),
+        Table("accounting", accounting, [
+            gxe.ExpectColumnPairValuesToBeEqual(column_A="rows_in", column_B="kept_plus_removed"),
+            gxe.ExpectColumnValuesToBeBetween(column="kept_rows", min_value=report["kept"], max_value=report["kept"]),
+        ]),
+    ]
+
+
+def _flat_report(report: dict) -> dict[str, float]:
+    out = {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for ds, splits in (report.get("kept_by_dataset_split") or {}).items():
+        for split, n in splits.items():
+            out[f"kept/{ds}/{split}"] = n
+    for reason, n in (report.get("quarantined_by_reason") or {}).items():
+        out[f"removed/{reason.replace(':', '_')}"] = n
+    return out
+
+
+def _write_frame(path: Path, frame: pd.DataFrame) -> None:
+    frame.to_json(path, orient="records", lines=True, force_ascii=False)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main("ingest", body))

@@ -1,0 +1,92 @@
+"""Stage rm: reward model from the K-way rankings, initialised from the SFT model."""
+
+from __future__ import annotations
+
+import great_expectations.expectations as gxe
+import pandas as pd
+
+from tasks import inputs
+from tasks.common import Stage, main
+from tasks.gates import Table
+from tasks.label import ranking_tables
+
+COMPARISONS = "outputs/label/comparisons.jsonl"
+
+
+def body(stage: Stage) -> None:
+    from instructgpt.train.reward import RewardConfig
+
+    cfg = stage.config(RewardConfig)
+    comps = inputs.read_jsonl(__import__("pathlib").Path(COMPARISONS))
+    rows = comps.to_dict("records")
+    label = stage.params.get("label") or {}
+    tables = ranking_tables(rows, int(label.get("k_min", 2)), int(label.get("k_max", 9)))
+    tables.append(split_table(comps))
+    stage.gate(tables)
+
+    train = [_comparison(r) for r in rows if r["split"] == "train"]
+    valid = [_comparison(r) for r in rows if r["split"] == "valid"]
+    demos = demonstrations()
+    out = stage.path("outputs/rm/model")
+    stage.metrics.update(run_rm(cfg, train, valid, demos, out, stage))
+    stage.metrics["data/train_comparisons"] = len(train)
+    stage.metrics["data/valid_comparisons"] = len(valid)
+    ceiling = _label_metric("agreement/heldout_vs_train")
+    if ceiling is not None:
+        stage.metrics["valid/agreement_ceiling"] = ceiling
+    if stage.run is not None:
+        import mlflow
+
+        mlflow.log_artifacts(str(out), "model")
+
+
+def run_rm(cfg, train, valid, demos, out, stage: Stage) -> dict:
+    from instructgpt.models import RewardModel, load_causal_lm
+    from instructgpt.train.reward import train_reward_model
+
+    _, tokenizer = load_causal_lm("outputs/sft/model")
+    rm = RewardModel.from_causal_lm("outputs/sft/model")
+    metrics = train_reward_model(rm, tokenizer, train, valid, demos, cfg, stage.log)
+    rm.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    stage.save_config(out)
+    return metrics
+
+
+def demonstrations() -> list[tuple[str, str]]:
+    """(prompt, demonstration) of the SFT training prompts: their mean reward is set to 0."""
+    prompts = inputs.prompts("sft", ("train",))
+    demos = inputs.read_jsonl(inputs.DEMONSTRATIONS)
+    joined = prompts.merge(demos, on="prompt_id", how="inner")
+    return list(zip(joined["text"].astype(str), joined["response"].astype(str)))
+
+
+def split_table(comps: pd.DataFrame) -> Table:
+    """Train and valid comparisons come from disjoint users."""
+    users = comps.groupby("user_id")["split"].nunique().rename("n_splits").reset_index()
+    return Table("comparison_users", users, [
+        gxe.ExpectColumnValuesToBeBetween(column="n_splits", min_value=1, max_value=1),
+    ])
+
+
+def _comparison(row: dict):
+    from instructgpt.train.reward import Comparison
+
+    return Comparison(prompt=row["prompt"], responses=list(row["responses"]), ranking=[int(x) for x in row["ranking"]])
+
+
+def _label_metric(key: str) -> float | None:
+    import json
+    from pathlib import Path
+
+    p = Path("outputs/label/metrics.json")
+    if not p.exists():
+        return None
+    node = json.loads(p.read_text())
+    for part in key.split("/"):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, (int, float)) else None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main("rm", body))

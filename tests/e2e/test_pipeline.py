@@ -1,0 +1,130 @@
+"""The whole pipeline on the tiny profile: real Prefect flow, real DVC, real MLflow store, real gates.
+
+The tests of this module share one workspace and run in order: the first runs everything,
+the next ones check skipping, partial re-runs, the MLflow store and a gate failure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import run
+
+pytestmark = pytest.mark.e2e
+STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "evaluate"]
+
+
+def _flow(ws: Path, monkeypatch) -> list[dict]:
+    from flows.pipeline import build_flow
+
+    monkeypatch.chdir(ws)
+    return build_flow()()
+
+
+def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch):
+    outcomes = _flow(workspace, monkeypatch)
+    assert [o["stage"] for o in outcomes] == STAGES
+    assert all(o["ran"] for o in outcomes), outcomes
+    for path in ["outputs/ingest/prompts.jsonl", "outputs/base/model/config.json", "outputs/sft/model",
+                 "outputs/label/comparisons.jsonl", "outputs/rm/model", "outputs/ppo/model",
+                 "outputs/evaluate/report.md", "outputs/evaluate/plots/win_rates.png"]:
+        assert (workspace / path).exists(), path
+    # every gate passed and its report is on disk
+    for stage in STAGES:
+        reports = list((workspace / "reports/gates").glob(f"{stage}.*.json"))
+        assert reports and all(json.loads(r.read_text())["success"] for r in reports), stage
+    # DVC agrees that everything is up to date
+    assert "up to date" in run(workspace, "dvc", "status").stdout.lower()
+
+
+def test_prefect_artifacts_per_stage(workspace, prefect_server):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    import asyncio
+
+    async def keys():
+        async with get_client() as client:
+            arts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"stage-{s}" for s in STAGES]))
+            )
+            return {a.key: a.data for a in arts}
+
+    found = asyncio.run(keys())
+    assert set(found) == {f"stage-{s}" for s in STAGES}
+    assert "ran" in found["stage-sft"] and "Gate: passed" in found["stage-sft"]
+    assert "MLflow run: http://127.0.0.1:5000/#/experiments/" in found["stage-rm"]
+
+
+def test_mlflow_parent_and_children(workspace, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(workspace)
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow/mlflow.db'}")
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("instructgpt")
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
+    parents = client.search_runs([exp.experiment_id], "tags.mlflow.runName = 'pipeline'")
+    assert len(parents) == 1
+    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
+    by_stage = {r.data.tags["stage"]: r for r in children}
+    assert sorted(by_stage) == sorted(STAGES)
+    for stage, r in by_stage.items():
+        assert r.info.status == "FINISHED", stage
+        assert r.data.params, stage
+        assert r.data.metrics, stage
+        assert r.data.tags["git_commit"] != "unknown"
+    for stage in ["base", "sft", "rm", "ppo"]:
+        files = [f.path for f in client.list_artifacts(by_stage[stage].info.run_id, "model")]
+        assert any(f.endswith(".safetensors") for f in files), (stage, files)
+    # step-wise training curve
+    history = client.get_metric_history(by_stage["sft"].info.run_id, "train/loss")
+    assert len(history) > 1
+    # evaluation artefacts
+    eval_files = [f.path for f in client.list_artifacts(by_stage["evaluate"].info.run_id)]
+    assert "report.md" in eval_files and "plots" in eval_files
+
+
+def test_second_run_skips_everything(workspace, prefect_server, monkeypatch):
+    t0 = time.time()
+    outcomes = _flow(workspace, monkeypatch)
+    assert not any(o["ran"] for o in outcomes), outcomes
+    assert time.time() - t0 < 60
+
+
+def test_ppo_param_change_reruns_only_ppo_and_evaluate(workspace, prefect_server, monkeypatch):
+    from ruamel.yaml import YAML
+
+    params = workspace / "params.yaml"
+    y = YAML()
+    doc = y.load(params.read_text())
+    doc["ppo"]["seed"] = int(doc["ppo"]["seed"]) + 1
+    with open(params, "w") as f:
+        y.dump(doc, f)
+    outcomes = _flow(workspace, monkeypatch)
+    assert [o["stage"] for o in outcomes if o["ran"]] == ["ppo", "evaluate"]
+
+
+def test_gate_failure_stops_stage_and_writes_nothing(workspace, monkeypatch):
+    demos = workspace / "data/demonstrations.jsonl"
+    original = demos.read_text()
+    sft_out = workspace / "outputs/sft"
+    before = sorted(p.name for p in sft_out.iterdir())
+    model_mtime = (sft_out / "model/config.json").stat().st_mtime
+    try:
+        demos.write_text(original + json.dumps({"prompt_id": "no-such-prompt", "labeler_id": "l0", "response": "hi"}) + "\n")
+        proc = run(workspace, "python", "-m", "tasks.sft", check=False)
+    finally:
+        demos.write_text(original)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "expect_column_values_to_be_in_set on demonstrations.prompt_known" in proc.stderr
+    assert "example: [False]" in proc.stderr
+    assert "reports/gates/sft.inputs.json" in proc.stderr
+    assert sorted(p.name for p in sft_out.iterdir()) == before
+    assert (sft_out / "model/config.json").stat().st_mtime == model_mtime
+    assert not list((workspace / "outputs").glob(".staging-sft-*"))

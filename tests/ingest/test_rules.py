@@ -1,0 +1,115 @@
+"""Rules 3-7: dedup by long common prefix, per-user cap, split by user, datasets, accounting."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from instructgpt.ingest import IngestConfig, ingest
+from instructgpt.ingest.config import DatasetConfig, SplitConfig
+from instructgpt.ingest.rules import assign_dataset, assign_split
+from .conftest import row
+
+PREFIX = "Summarise the following report for a busy manager in five bullet points: "  # 73 chars
+
+
+def _cfg(**kw) -> IngestConfig:
+    return IngestConfig(dedup_prefix_chars=64, **kw)
+
+
+def test_differ_only_after_prefix_are_merged_keeping_earliest(write_jsonl):
+    assert len(PREFIX) >= 64
+    items = [
+        row("late", text=PREFIX + "sales went up", ts="2022-03-01T00:00:00Z"),
+        row("early", uid="u2", text=PREFIX.upper() + "  costs went down", ts="2022-02-01T00:00:00Z"),
+    ]
+    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    assert list(res.kept["prompt_id"]) == ["early"]  # earliest timestamp, not first line
+    q = res.quarantine.iloc[0]
+    assert (q["line"], q["reason"], q["prompt_id"]) == (1, "duplicate", "late")
+    assert res.report["deduplicated"] == 1
+
+
+def test_differ_before_prefix_are_kept(write_jsonl):
+    a = "A" + PREFIX[1:] + "sales went up"
+    b = "B" + PREFIX[1:] + "sales went up"  # differs at char 0, identical after
+    c = PREFIX[:60] + "XXXX" + "sales went up"  # differs at char 60 < 64
+    items = [row("a", text=a), row("b", text=b), row("c", text=PREFIX + "z"), row("d", text=c)]
+    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    assert sorted(res.kept["prompt_id"]) == ["a", "b", "c", "d"]
+
+
+def test_short_prompts_are_duplicates_only_when_equal(write_jsonl):
+    items = [row("a", text="Tell me a joke."), row("b", text="tell  me a JOKE."), row("c", text="Tell me a joke!"),
+             row("d", text="Tell me a joke. please")]  # "tell me a joke." has 15 < 16 chars
+    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    assert sorted(res.kept["prompt_id"]) == ["a", "c", "d"]
+
+
+def test_short_prompt_resubmitted_with_edit_is_duplicate(write_jsonl):
+    items = [row("a", text="List three foods ."), row("b", text="list three foods . please", ts="2022-01-02T00:00:00Z"),
+             row("c", text="List three foods you like .")]
+    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    assert sorted(res.kept["prompt_id"]) == ["a", "c"]
+
+
+def test_user_with_500_prompts_keeps_exactly_200_earliest(write_jsonl):
+    items = [
+        row(f"p{i:03d}", uid="heavy", text=f"Prompt {i:03d}: name an animal", ts=f"2022-01-01T00:{i // 60:02d}:{i % 60:02d}Z")
+        for i in reversed(range(500))  # file order is the reverse of time order
+    ] + [row("other", uid="light", text="Another user's prompt")]
+    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    heavy = res.kept[res.kept["user_id"] == "heavy"]
+    assert len(heavy) == 200
+    assert set(heavy["prompt_id"]) == {f"p{i:03d}" for i in range(200)}
+    assert res.report["capped"] == 300
+    assert (res.quarantine["reason"] == "user_cap").sum() == 300
+    assert "other" in set(res.kept["prompt_id"])
+
+
+def test_new_user_added_later_moves_no_existing_user():
+    users = pd.Series([f"user-{i}" for i in range(2000)])
+    before = assign_split(users, SplitConfig())
+    more = pd.concat([users, pd.Series([f"new-{i}" for i in range(500)])], ignore_index=True)
+    after = assign_split(more, SplitConfig())
+    assert (after[: len(users)].to_numpy() == before.to_numpy()).all()
+    shares = before.value_counts(normalize=True)
+    assert abs(shares["train"] - 0.8) < 0.04 and abs(shares["valid"] - 0.1) < 0.03
+
+
+def test_no_user_in_two_splits(write_jsonl):
+    items = [row(f"p{i}", uid=f"u{i % 37}", text=f"Prompt {i} about item {i * 7}") for i in range(600)]
+    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    assert (res.kept.groupby("user_id")["split"].nunique() == 1).all()
+    assert set(res.kept["split"]) <= {"train", "valid", "test"}
+
+
+def test_datasets_labeler_prompts_never_in_ppo_and_shares_hold():
+    n = 20000
+    rows = pd.DataFrame(
+        {"prompt_id": [f"p{i}" for i in range(n)], "source": ["labeler" if i % 4 == 0 else "api" for i in range(n)]}
+    )
+    cfg = DatasetConfig()
+    ds, q = assign_dataset(rows, cfg)
+    assert not ((rows["source"] == "labeler") & (ds == "ppo")).any()
+    shares = ds.value_counts(normalize=True)
+    for name in ("sft", "rm", "ppo"):
+        assert abs(shares[name] - getattr(cfg, name)) < 0.015, shares
+    assert abs(q - 0.4 / 0.75) < 1e-9
+
+
+def test_accounting_identity_and_report_counts(write_jsonl):
+    items = [
+        row("ok1", text="Explain photosynthesis simply."),
+        row("pii", text="My email is jane.roe@example.org, reply soon"),
+        row("dup", uid="u9", text="explain   photosynthesis simply.", ts="2022-05-01T00:00:00Z"),
+        b"oops\n",
+        row("ok2", source="labeler", style="few_shot", text="Q: 2+2? A: 4\nQ: 3+3? A:"),
+    ]
+    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    r = res.report
+    assert r["rows_in"] == 5 and r["kept"] == 2 and r["removed"] == 3
+    assert r["quarantined_by_reason"] == {"duplicate": 1, "invalid_json": 1, "pii:EMAIL": 1}
+    assert r["pii_by_type"]["EMAIL"] == 1
+    assert sum(v for d in r["kept_by_dataset_split"].values() for v in d.values()) == 2
+    assert r["accounting_ok"]
+    assert set(r["timings_s"]) == {"schema", "pii", "dedup", "cap", "split_datasets"}
