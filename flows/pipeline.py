@@ -76,11 +76,18 @@ def run_dvc_stage(stage: str, parent_run_id: str | None) -> StageOutcome:
     if parent_run_id:
         env[tracking.PARENT_ENV] = parent_run_id
     t0 = time.time()
-    proc = subprocess.run(
-        ["dvc", "repro", stage], env=env, capture_output=True, text=True, check=False
+    # Stream the stage's output (progress bars included) while keeping it for the outcome.
+    proc = subprocess.Popen(
+        ["dvc", "repro", stage], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    output = proc.stdout + proc.stderr
-    sys.stdout.write(output)
+    chunks = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        chunks.append(line)
+    proc.wait()
+    output = "".join(chunks)
     if proc.returncode != 0:
         code = _stage_exit_code(output, proc.returncode)
         raise StageFailed(stage, code, output[-4000:])

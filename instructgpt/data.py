@@ -115,3 +115,20 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
     run finds the same data position."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=g).tolist()
+
+
+def length_grouped_permutation(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
+                               mega: int = 50) -> list[int]:
+    """Like ``epoch_permutation``, but each run of ``batch_size`` items has similar lengths.
+
+    Items are shuffled, cut into mega-batches of ``mega * batch_size``, each sorted by length, cut
+    into batches, and the batches shuffled again: padding (which costs compute but teaches
+    nothing) shrinks a lot while batches stay random. Pure in (lengths, seed, epoch)."""
+    perm = epoch_permutation(len(lengths), seed, epoch)
+    size = mega * batch_size
+    batches: list[list[int]] = []
+    for start in range(0, len(perm), size):
+        chunk = sorted(perm[start:start + size], key=lambda i: -lengths[i])
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    order = epoch_permutation(len(batches), seed + 1, epoch)
+    return [i for b in order for i in batches[b]]

@@ -7,7 +7,6 @@ alignment tax (held-out corpus loss, public NLP task accuracy).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import great_expectations.expectations as gxe
@@ -101,7 +100,7 @@ def judge_all(cfg, test: pd.DataFrame, responses: dict[str, list[str]]):
         util = [heldout.utility(pid, r) for pid, r in zip(ids, responses[name])]
         metrics[f"{name}/gold_utility"] = float(np.mean(util))
         metrics[f"{name}/helpful"] = float(np.mean([j.helpful for j in judgements]))
-        closed = [j for j in judgements if j.family in CLOSED_DOMAIN]
+        closed = [j for j in judgements if j.family in world.closed_domain]
         metrics[f"{name}/hallucination_rate"] = float(np.mean([j.hallucinated for j in closed])) if closed else 0.0
         metrics[f"{name}/toxic_rate"] = float(np.mean([j.toxic for j in judgements]))
         harmful = [j for j in judgements if j.family == "harmful"]
@@ -110,9 +109,6 @@ def judge_all(cfg, test: pd.DataFrame, responses: dict[str, list[str]]):
             fam_rows.append({"model": name, "family": j.family, "utility": u})
     per_family = pd.DataFrame(fam_rows).pivot_table(index="family", columns="model", values="utility", aggfunc="mean")
     return metrics, win_rows, per_family
-
-
-CLOSED_DOMAIN = {"summarization", "closed_qa", "rewrite", "extraction", "summarisation"}
 
 
 def alignment_tax(cfg, heldout_fraction: float) -> dict[str, float]:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.config import ConfigError, to_dict
-from instructgpt.data import collate_sft, epoch_permutation
+from instructgpt.data import collate_sft, epoch_permutation, length_grouped_permutation
 from instructgpt.generation import sample
 from instructgpt.losses import lm_loss
 from instructgpt.models import RewardModel, set_dropout
@@ -52,6 +52,8 @@ class SFTConfig:
     """Max global gradient norm (0 = no clipping)."""
     seed: int = 0
     """Seeds data order, dropout and selection samples."""
+    group_by_length: bool = True
+    """Batch demonstrations of similar length together (less padding, same data; batches stay random)."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0 = run all epochs)."""
     eval_every: int = 0
@@ -143,6 +145,7 @@ def train_sft(
     optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
     scheduler = warmup_cosine(optimizer, cfg.warmup, total, cfg.min_lr_ratio)
     select_prompts = list(dict.fromkeys(p for p, _ in valid))[: cfg.select_prompts]
+    lengths = [len(p) + len(r) for p, r in train]  # characters: a cheap proxy for tokens
     torch.manual_seed(cfg.seed)
 
     def evaluate(step: int) -> dict[str, float]:
@@ -167,7 +170,8 @@ def train_sft(
     for epoch in range(cfg.epochs):
         if step >= total:
             break
-        perm = epoch_permutation(len(train), cfg.seed, epoch)
+        perm = (length_grouped_permutation(lengths, cfg.batch_size, cfg.seed, epoch) if cfg.group_by_length
+                else epoch_permutation(len(train), cfg.seed, epoch))
         for i in range(steps_per_epoch):
             if epoch * steps_per_epoch + i < step:
                 continue  # resumed past this batch

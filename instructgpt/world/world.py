@@ -32,6 +32,8 @@ class World:
         self._specs, self._prompts = specs, prompts
         self._training, self._heldout = training, heldout
         self.families: list[str] = list(FAMILIES)
+        # Families whose answer must come from the input: where hallucination is measured.
+        self.closed_domain: set[str] = {name for name, fam in FAMILIES.items() if fam.closed_domain}
 
     # --- gold -------------------------------------------------------------------------
     def spec(self, prompt_id: str) -> Spec:
