@@ -19,6 +19,7 @@ from tasks.gates import Table
 
 MODELS = {"base": "outputs/base/model", "sft": "outputs/sft/model", "ppo": "outputs/ppo/model"}
 COMPARISONS = [("sft", "base"), ("ppo", "sft"), ("ppo", "base")]
+REFERENCE = "demonstration"  # labelers' own answers, judged like a model (not generated)
 
 
 def body(stage: Stage) -> None:
@@ -33,6 +34,9 @@ def body(stage: Stage) -> None:
     if len(test) > cfg.n_prompts:
         test = test.sample(n=cfg.n_prompts, random_state=cfg.seed).sort_values("prompt_id")
     responses = generate_all(cfg, test["text"].astype(str).tolist())
+    # Labelers' demonstrations for the same prompts: the reference the models are measured against.
+    demos = inputs.read_jsonl(inputs.DEMONSTRATIONS).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
+    responses[REFERENCE] = [str(demos.get(pid, "")) for pid in test["prompt_id"]]
     metrics, win_rows, per_family = judge_all(cfg, test, responses)
     heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
     metrics.update(alignment_tax(cfg, heldout))
@@ -44,7 +48,7 @@ def body(stage: Stage) -> None:
     plot_win_rates(win_rows, plots / "win_rates.png")
     plot_alignment_tax(metrics, plots / "alignment_tax.png")
     samples = [
-        {"prompt_id": pid, "prompt": p, **{m: responses[m][i] for m in MODELS}}
+        {"prompt_id": pid, "prompt": p, **{m: responses[m][i] for m in [*MODELS, REFERENCE]}}
         for i, (pid, p) in enumerate(zip(test["prompt_id"], test["text"]))
     ]
     write_jsonl(stage.path("outputs/evaluate/samples.jsonl"), samples)
@@ -95,7 +99,7 @@ def judge_all(cfg, test: pd.DataFrame, responses: dict[str, list[str]]):
         metrics.update({f"win_rate/{key}": wr.rate, f"win_rate/{key}_low": wr.low, f"win_rate/{key}_high": wr.high})
         win_rows.append({"comparison": key, "win_rate": wr.rate, "low": wr.low, "high": wr.high, "n": wr.n})
     fam_rows = []
-    for name in MODELS:
+    for name in [*MODELS, REFERENCE]:
         judgements = [world.judge(pid, r) for pid, r in zip(ids, responses[name])]
         util = [heldout.utility(pid, r) for pid, r in zip(ids, responses[name])]
         metrics[f"{name}/gold_utility"] = float(np.mean(util))
@@ -173,12 +177,13 @@ def render_report(metrics: dict[str, float], win_rows: list[dict], per_family: p
     lines += ["", "![win rates](plots/win_rates.png)", "", "## Per model", "",
               "| model | gold utility | helpful | hallucination (closed domain) | toxic | complies with harmful | corpus loss | NLP task acc. |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for m in MODELS:
+    for m in [*MODELS, REFERENCE]:
+        tax = (f"{metrics[f'{m}/corpus_loss']:.3f} | {metrics[f'{m}/nlp_task_accuracy']:.1%}"
+               if f"{m}/corpus_loss" in metrics else "– | –")
         lines.append(
             f"| {m} | {metrics[f'{m}/gold_utility']:.3f} | {metrics[f'{m}/helpful']:.3f} | "
             f"{metrics[f'{m}/hallucination_rate']:.1%} | {metrics[f'{m}/toxic_rate']:.1%} | "
-            f"{metrics[f'{m}/harmful_compliance_rate']:.1%} | {metrics[f'{m}/corpus_loss']:.3f} | "
-            f"{metrics[f'{m}/nlp_task_accuracy']:.1%} |"
+            f"{metrics[f'{m}/harmful_compliance_rate']:.1%} | {tax} |"
         )
     lines += ["", "![alignment tax](plots/alignment_tax.png)", "", "## Mean gold utility per task family", ""]
     lines.append(per_family.round(3).to_markdown() if _has_tabulate() else per_family.round(3).to_string())
