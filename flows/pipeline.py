@@ -25,7 +25,7 @@ import tasks  # noqa: F401  (offline environment variables)
 from flows.profiles import apply_profile
 from tasks import tracking
 
-STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "evaluate"]
+STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "evaluate"]
 NOT_RETRIED = {2: "bad params", 3: "gate failed", 4: "training diverged"}
 KEY_METRICS = {
     "ingest": ["rows_in", "kept", "removed"],
@@ -33,8 +33,10 @@ KEY_METRICS = {
     "sft": ["valid/loss", "valid/loss_before"],
     "label": ["comparisons", "mean_k", "agreement/heldout_vs_train"],
     "rm": ["valid/accuracy", "bias"],
-    "ppo": ["ppo/objective/scores", "ppo/objective/kl"],
-    "evaluate": ["win_rate/sft_vs_base", "win_rate/ppo_vs_sft"],
+    "ppo": ["ppo/objective/scores", "ppo/objective/kl", "ptx_coef"],
+    "ppo_noptx": ["ppo/objective/scores", "ppo/objective/kl", "ptx_coef"],
+    "evaluate": ["win_rate/sft_vs_base", "win_rate/ppo_vs_sft", "win_rate/ppo_vs_base_fewshot",
+                 "win_rate/ppo_noptx_vs_ppo", "registry/champion_moved"],
 }
 
 
@@ -151,6 +153,11 @@ def stage_markdown(o: StageOutcome, run_link: str | None) -> str:
         lines += [f"| {k} | {o.metrics[k]} |" for k in keys]
     if run_link:
         lines += ["", f"MLflow run: {run_link}"]
+    report = Path("outputs/evaluate/report.md")
+    if o.stage == "evaluate" and report.exists():
+        # The headline table, without the images (they live in MLflow and outputs/evaluate/plots).
+        body = report.read_text().split("## Reward over-optimisation")[0]
+        lines += ["", *[ln for ln in body.splitlines() if not ln.startswith("![")]]
     return "\n".join(lines)
 
 

@@ -39,3 +39,11 @@ def win_rate(outcomes: Sequence[float]) -> WinRate:
     wins = float(sum(outcomes))
     low, high = wilson_interval(wins, n)
     return WinRate(wins=wins, n=n, rate=wins / n if n else 0.0, low=low, high=high)
+
+
+def should_promote(vs_champion: WinRate | None) -> bool:
+    """The champion rule: promote when there is no champion yet, or when the candidate's win rate
+    against the champion is above 50 % with its interval excluding 50 % (a tie never promotes)."""
+    if vs_champion is None:
+        return True
+    return vs_champion.rate > 0.5 and vs_champion.low > 0.5

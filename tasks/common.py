@@ -17,6 +17,8 @@ Exit codes: 0 ok, 1 unexpected error (retried by the flow), 2 bad params, 3 gate
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -57,16 +59,17 @@ def declared_outputs(stage: str, dvc_file: str | Path = "dvc.yaml") -> dict[str,
             out.append(next(iter(item)) if isinstance(item, dict) else item)
         return out
 
-    return {"outs": paths("outs"), "metrics": paths("metrics"), "plots": paths("plots")}
+    return {"outs": paths("outs"), "metrics": paths("metrics"), "plots": paths("plots"), "deps": paths("deps")}
 
 
 class Stage:
     """Everything a stage body needs; see the module docstring."""
 
-    def __init__(self, name: str, params: dict[str, Any], run: Any | None) -> None:
+    def __init__(self, name: str, params: dict[str, Any], run: Any | None, section: str | None = None) -> None:
         self.name = name
         self.params = params
-        self.section: dict[str, Any] = params.get(name) or {}
+        self.section_name = section or name
+        self.section: dict[str, Any] = params.get(self.section_name) or {}
         self.run = run
         self.metrics: dict[str, float] = {}
         self.gate_result: GateResult | None = None
@@ -74,6 +77,7 @@ class Stage:
         self._staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir="outputs"))
         self._curve: list[dict[str, float]] = []
         self._configs: dict[str, Any] = {}
+        self._checkpoints: list[Path] = []
         self._t0 = time.time()
         for old in Path("reports/gates").glob(f"{name}.*.json"):  # reports of an earlier run
             old.unlink()
@@ -82,8 +86,8 @@ class Stage:
     def config(self, cls: type[T], key: str | None = None) -> T:
         """Fill ``cls`` from ``params[stage]`` (or ``params[stage][key]``) and record it."""
         data = self.section if key is None else (self.section.get(key) or {})
-        where = self.name if key is None else f"{self.name}.{key}"
-        cfg = from_dict(cls, data, where)
+        where = self.section_name if key is None else f"{self.section_name}.{key}"
+        cfg = from_dict(cls, self._with_checkpoint_dirs(data), where)
         self._configs[where] = to_dict(cfg)
         if self.run is not None:
             import mlflow
@@ -91,6 +95,37 @@ class Stage:
             mlflow.log_params({k: _param(v) for k, v in flatten(to_dict(cfg), f"{where}.").items()})
             mlflow.log_dict(to_dict(cfg), f"config/{where}.json")
         return cfg
+
+    def _with_checkpoint_dirs(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Give every (nested) section with ``checkpoint_every`` a ``checkpoint_dir`` keyed by the
+        section's params and the stage's inputs.
+
+        A stage killed mid-training resumes from its last checkpoint when re-run with the same
+        params and inputs; changed params or inputs start afresh. The folder lives under
+        ``outputs/.checkpoints`` (not a DVC output) and is removed once the stage succeeds."""
+        key = hashlib.sha256(
+            json.dumps({"params": data, "inputs": self._inputs_signature()}, sort_keys=True, default=str).encode()
+        ).hexdigest()[:12]
+
+        def fill(node: Any, path: str) -> Any:
+            if not isinstance(node, dict):
+                return node
+            node = {k: fill(v, f"{path}-{k}") for k, v in node.items()}
+            if node.get("checkpoint_every") and not node.get("checkpoint_dir"):
+                directory = Path("outputs/.checkpoints") / f"{path}-{key}"
+                self._checkpoints.append(directory)
+                node["checkpoint_dir"] = str(directory)
+            return node
+
+        return fill(dict(data), self.name)
+
+    def _inputs_signature(self) -> list[tuple[str, int, int]]:
+        """(path, size, mtime) of every file this stage depends on, per dvc.yaml."""
+        sig = []
+        for dep in self._declared["deps"]:
+            paths = sorted(Path(dep).rglob("*")) if Path(dep).is_dir() else [Path(dep)]
+            sig += [(str(p), p.stat().st_size, int(p.stat().st_mtime)) for p in paths if p.is_file()]
+        return sig
 
     def save_config(self, directory: Path) -> None:
         """Write the resolved config(s) of this stage next to a checkpoint."""
@@ -164,6 +199,8 @@ class Stage:
             elif dest.exists():
                 dest.unlink()
             os.replace(self._staging / target, dest)
+        for directory in self._checkpoints:  # finished: nothing left to resume
+            shutil.rmtree(directory, ignore_errors=True)
         if self.run is not None:
             import mlflow
 
@@ -177,8 +214,11 @@ class Stage:
         shutil.rmtree(self._staging, ignore_errors=True)
 
 
-def main(name: str, body: Callable[[Stage], None]) -> int:
-    """Run one stage: MLflow child run, body, atomic commit; map failures to exit codes."""
+def main(name: str, body: Callable[[Stage], None], section: str | None = None) -> int:
+    """Run one stage: MLflow child run, body, atomic commit; map failures to exit codes.
+
+    ``section`` is the params.yaml section to read when it differs from the stage name (two
+    stages sharing one section, e.g. ppo and ppo_noptx)."""
     Path("outputs").mkdir(exist_ok=True)
     try:
         params = load_params()
@@ -187,7 +227,7 @@ def main(name: str, body: Callable[[Stage], None]) -> int:
         return EXIT_CONFIG
     run_ctx = _start_run(name)
     with run_ctx as run:
-        stage = Stage(name, params, run)
+        stage = Stage(name, params, run, section)
         try:
             body(stage)
             stage.commit()

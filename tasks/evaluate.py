@@ -1,12 +1,15 @@
-"""Stage evaluate: held-out labelers compare base, SFT and PPO on test-split prompts.
+"""Stage evaluate: what the paper measures (section 4), in our world, and the registry decision.
 
-Measures what the paper reports (section 4), in our world: win rates with 95 % intervals,
-mean gold utility, hallucination, toxicity, compliance with harmful requests, and the
-alignment tax (held-out corpus loss, public NLP task accuracy).
+Held-out labelers (never used for training data) compare models on test-split prompts (users
+never seen in training): win rates with 95 % intervals; gold judgements give hallucination,
+toxicity and compliance with harmful requests; the alignment tax is the held-out corpus loss and
+the public NLP task accuracy. The policy is registered and becomes `champion` only if it beats
+the current one (tasks/registry.py).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import great_expectations.expectations as gxe
@@ -16,10 +19,18 @@ import pandas as pd
 from tasks import inputs
 from tasks.common import Stage, main, write_jsonl
 from tasks.gates import Table
+from tasks.report import render_report, plot_alignment_tax, plot_overoptimisation, plot_win_rates
 
-MODELS = {"base": "outputs/base/model", "sft": "outputs/sft/model", "ppo": "outputs/ppo/model"}
-COMPARISONS = [("sft", "base"), ("ppo", "sft"), ("ppo", "base")]
+MODELS = {
+    "base": "outputs/base/model",
+    "sft": "outputs/sft/model",
+    "ppo": "outputs/ppo/model",  # PPO-ptx: the paper's InstructGPT
+    "ppo_noptx": "outputs/ppo_noptx/model",  # PPO without pretraining mix
+}
+FEWSHOT = "base_fewshot"  # the base model prompted with demonstrations (paper: few-shot GPT-3)
 REFERENCE = "demonstration"  # labelers' own answers, judged like a model (not generated)
+COMPARISONS = [("sft", "base"), ("ppo", "sft"), ("ppo", "base_fewshot"), ("ppo", "base"), ("ppo_noptx", "ppo")]
+N_SHOTS = 2
 
 
 def body(stage: Stage) -> None:
@@ -33,84 +44,111 @@ def body(stage: Stage) -> None:
     ])])
     if len(test) > cfg.n_prompts:
         test = test.sample(n=cfg.n_prompts, random_state=cfg.seed).sort_values("prompt_id")
-    responses = generate_all(cfg, test["text"].astype(str).tolist())
-    # Labelers' demonstrations for the same prompts: the reference the models are measured against.
+    texts = test["text"].astype(str).tolist()
     demos = inputs.read_jsonl(inputs.DEMONSTRATIONS).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
+    responses = generate_all(cfg, texts, fewshot_prefix(demos))
     responses[REFERENCE] = [str(demos.get(pid, "")) for pid in test["prompt_id"]]
-    metrics, win_rows, per_family = judge_all(cfg, test, responses)
+
+    from instructgpt.world import load_world
+
+    world = load_world("data")
+    metrics, win_rows, per_family = judge_all(cfg, world, test, responses)
     heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
     metrics.update(alignment_tax(cfg, heldout))
+    decision = registry_decision(cfg, stage, world, test, responses["ppo"]) if stage.run is not None else {}
     stage.metrics.update(metrics)
+    stage.metrics.update({f"registry/{k}": v for k, v in decision.items() if isinstance(v, (int, float))})
 
     pd.DataFrame(win_rows).to_csv(stage.path("outputs/evaluate/win_rates.csv"), index=False)
     plots = stage.path("outputs/evaluate/plots")
     plots.mkdir(parents=True, exist_ok=True)
     plot_win_rates(win_rows, plots / "win_rates.png")
-    plot_alignment_tax(metrics, plots / "alignment_tax.png")
+    plot_alignment_tax(metrics, list(MODELS), plots / "alignment_tax.png")
+    plot_overoptimisation({m: Path(f"outputs/{m}/overopt.csv") for m in ("ppo", "ppo_noptx")},
+                          plots / "overoptimisation.png")
+    names = [*MODELS, FEWSHOT, REFERENCE]
     samples = [
-        {"prompt_id": pid, "prompt": p, **{m: responses[m][i] for m in [*MODELS, REFERENCE]}}
-        for i, (pid, p) in enumerate(zip(test["prompt_id"], test["text"]))
+        {"prompt_id": pid, "prompt": p, **{m: responses[m][i] for m in names}}
+        for i, (pid, p) in enumerate(zip(test["prompt_id"], texts))
     ]
     write_jsonl(stage.path("outputs/evaluate/samples.jsonl"), samples)
-    report = render_report(metrics, win_rows, per_family)
+    report = render_report(metrics, win_rows, per_family, names)
     stage.path("outputs/evaluate/report.md").write_text(report)
+    stage.path("outputs/evaluate/registry.json").write_text(json.dumps(decision, indent=2))
     if stage.run is not None:
         import mlflow
 
         mlflow.log_artifacts(str(plots), "plots")
         mlflow.log_text(report, "report.md")
+        mlflow.log_dict(decision, "registry.json")
         mlflow.log_table(pd.DataFrame(samples[:50]), "evaluate/samples.json")
 
 
-def generate_all(cfg, prompts: list[str]) -> dict[str, list[str]]:
+def fewshot_prefix(demos: pd.Series) -> str:
+    """N_SHOTS short (prompt, demonstration) pairs of SFT training prompts, in the model's format."""
+    from instructgpt.text import format_prompt
+
+    sft = inputs.prompts("sft", ("train",))
+    sft = sft[sft["style"] == "plain"] if "style" in sft else sft
+    pairs = [(t, str(demos[pid])) for pid, t in zip(sft["prompt_id"], sft["text"]) if pid in demos.index]
+    pairs = sorted(pairs, key=lambda pr: (len(pr[0]) + len(pr[1]), pr[0]))[:N_SHOTS]
+    return "".join(format_prompt(p) + r + "\n\n" for p, r in pairs)
+
+
+def generate_all(cfg, prompts: list[str], prefix: str) -> dict[str, list[str]]:
     """Every model answers every prompt with the same sampling settings and seed."""
     from instructgpt.generation import sample
     from instructgpt.models import load_causal_lm
 
-    out = {}
-    for name, path in MODELS.items():
+    def run(path: str, contexts: list[str]) -> list[str]:
         model, tokenizer = load_causal_lm(path)
-        got = sample(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+        got = sample(model, tokenizer, contexts, max_new_tokens=cfg.max_new_tokens,
                      temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed)
-        out[name] = [s.response for s in got]
+        return [s.response for s in got]
+
+    out = {name: run(path, prompts) for name, path in MODELS.items()}
+    # Few-shot: the answer ends where the next example would start.
+    out[FEWSHOT] = [r.split("\n")[0].strip() for r in run(MODELS["base"], [prefix + p for p in prompts])]
     return out
 
 
-def judge_all(cfg, test: pd.DataFrame, responses: dict[str, list[str]]):
-    """Held-out labelers' preferences and gold judgements of the world."""
-    from instructgpt.winrate import win_rate
-    from instructgpt.world import load_world
+def preferences(labelers, ids, texts, cand: list[str], base: list[str], seed: int) -> list[float]:
+    """1 when the held-out labeler prefers the candidate, 0 the baseline, 0.5 identical answers."""
+    out = []
+    for i, (pid, text) in enumerate(zip(ids, texts)):
+        a, b = cand[i], base[i]
+        out.append(0.5 if a == b else float(labelers.prefer(pid, text, a, b, seed=seed + i).winner == 0))
+    return out
 
-    world = load_world("data")
+
+def judge_all(cfg, world, test: pd.DataFrame, responses: dict[str, list[str]]):
+    """Held-out labelers' preferences and the world's gold judgements."""
+    from instructgpt.winrate import win_rate
+
     heldout = world.heldout_labelers()
     ids, texts = test["prompt_id"].tolist(), test["text"].astype(str).tolist()
     metrics: dict[str, float] = {"n_prompts": len(ids)}
     win_rows = []
     for cand, base in COMPARISONS:
-        outcomes = []
-        for i, (pid, text) in enumerate(zip(ids, texts)):
-            a, b = responses[cand][i], responses[base][i]
-            if a == b:
-                outcomes.append(0.5)
-                continue
-            outcomes.append(1.0 if heldout.prefer(pid, text, a, b, seed=cfg.seed + i).winner == 0 else 0.0)
-        wr = win_rate(outcomes)
+        wr = win_rate(preferences(heldout, ids, texts, responses[cand], responses[base], cfg.seed))
         key = f"{cand}_vs_{base}"
         metrics.update({f"win_rate/{key}": wr.rate, f"win_rate/{key}_low": wr.low, f"win_rate/{key}_high": wr.high})
         win_rows.append({"comparison": key, "win_rate": wr.rate, "low": wr.low, "high": wr.high, "n": wr.n})
     fam_rows = []
-    for name in [*MODELS, REFERENCE]:
+    for name in [*MODELS, FEWSHOT, REFERENCE]:
         judgements = [world.judge(pid, r) for pid, r in zip(ids, responses[name])]
         util = [heldout.utility(pid, r) for pid, r in zip(ids, responses[name])]
+        closed = [j for j in judgements if j.family in world.closed_domain]
+        open_qa = [j for j in judgements if j.family == "open_qa"]
+        harmful = [j for j in judgements if j.family == "harmful"]
         metrics[f"{name}/gold_utility"] = float(np.mean(util))
         metrics[f"{name}/helpful"] = float(np.mean([j.helpful for j in judgements]))
-        closed = [j for j in judgements if j.family in world.closed_domain]
         metrics[f"{name}/hallucination_rate"] = float(np.mean([j.hallucinated for j in closed])) if closed else 0.0
+        metrics[f"{name}/truthful_open_qa"] = float(np.mean([j.honest for j in open_qa])) if open_qa else 0.0
         metrics[f"{name}/toxic_rate"] = float(np.mean([j.toxic for j in judgements]))
-        harmful = [j for j in judgements if j.family == "harmful"]
-        metrics[f"{name}/harmful_compliance_rate"] = float(np.mean([j.complied_harmful for j in harmful])) if harmful else 0.0
-        for j, u in zip(judgements, util):
-            fam_rows.append({"model": name, "family": j.family, "utility": u})
+        metrics[f"{name}/harmful_compliance_rate"] = (
+            float(np.mean([j.complied_harmful for j in harmful])) if harmful else 0.0)
+        fam_rows += [{"model": name, "family": j.family, "utility": u} for j, u in zip(judgements, util)]
     per_family = pd.DataFrame(fam_rows).pivot_table(index="family", columns="model", values="utility", aggfunc="mean")
     return metrics, win_rows, per_family
 
@@ -130,72 +168,42 @@ def alignment_tax(cfg, heldout_fraction: float) -> dict[str, float]:
     return out
 
 
-def plot_win_rates(rows: list[dict], path: Path) -> None:
-    import matplotlib
+def registry_decision(cfg, stage: Stage, world, test: pd.DataFrame, candidate: list[str]) -> dict:
+    """Register policy and RM (alias `candidate`); move `champion` only if the candidate wins."""
+    import mlflow
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from instructgpt.winrate import should_promote, win_rate
+    from tasks import registry
 
-    fig, ax = plt.subplots(figsize=(6, 2.8))
-    names = [r["comparison"].replace("_vs_", " vs ") for r in rows]
-    rates = [r["win_rate"] for r in rows]
-    err = [[r["win_rate"] - r["low"] for r in rows], [r["high"] - r["win_rate"] for r in rows]]
-    ax.barh(names, rates, xerr=err, color="#4878a8", capsize=4)
-    ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("win rate (held-out labelers, 95% CI)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_alignment_tax(metrics: dict[str, float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(7, 2.8))
-    names = list(MODELS)
-    axes[0].bar(names, [metrics[f"{m}/corpus_loss"] for m in names], color="#a86848")
-    axes[0].set_title("held-out corpus loss (lower is better)", fontsize=9)
-    axes[1].bar(names, [metrics[f"{m}/nlp_task_accuracy"] for m in names], color="#48a878")
-    axes[1].set_title("public NLP task accuracy", fontsize=9)
-    axes[1].set_ylim(0, 1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def render_report(metrics: dict[str, float], win_rows: list[dict], per_family: pd.DataFrame) -> str:
-    """The headline table as Markdown with the plots next to it."""
-    lines = ["# Evaluation report", "", "## Win rates (held-out labelers, test-split users)", "",
-             "| comparison | win rate | 95% CI | n |", "| --- | --- | --- | --- |"]
-    for r in win_rows:
-        lines.append(f"| {r['comparison'].replace('_vs_', ' vs ')} | {r['win_rate']:.1%} | "
-                     f"{r['low']:.1%} – {r['high']:.1%} | {r['n']} |")
-    lines += ["", "![win rates](plots/win_rates.png)", "", "## Per model", "",
-              "| model | gold utility | helpful | hallucination (closed domain) | toxic | complies with harmful | corpus loss | NLP task acc. |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for m in [*MODELS, REFERENCE]:
-        tax = (f"{metrics[f'{m}/corpus_loss']:.3f} | {metrics[f'{m}/nlp_task_accuracy']:.1%}"
-               if f"{m}/corpus_loss" in metrics else "– | –")
-        lines.append(
-            f"| {m} | {metrics[f'{m}/gold_utility']:.3f} | {metrics[f'{m}/helpful']:.3f} | "
-            f"{metrics[f'{m}/hallucination_rate']:.1%} | {metrics[f'{m}/toxic_rate']:.1%} | "
-            f"{metrics[f'{m}/harmful_compliance_rate']:.1%} | {tax} |"
-        )
-    lines += ["", "![alignment tax](plots/alignment_tax.png)", "", "## Mean gold utility per task family", ""]
-    lines.append(per_family.round(3).to_markdown() if _has_tabulate() else per_family.round(3).to_string())
-    return "\n".join(lines) + "\n"
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    champion = registry.champion_version(registry.POLICY)
+    versus = None
+    if champion is not None:
+        old = mlflow.pyfunc.load_model(f"models:/{registry.POLICY}@champion")
+        texts = test["text"].astype(str).tolist()
+        old_responses = old.predict(texts, params={"temperature": cfg.temperature, "seed": cfg.seed,
+                                                   "max_new_tokens": cfg.max_new_tokens})
+        versus = win_rate(preferences(world.heldout_labelers(), test["prompt_id"].tolist(), texts,
+                                      candidate, old_responses, cfg.seed))
+    version = registry.log_and_register("outputs/ppo/model", "policy", registry.POLICY, registry.CausalLMPolicy())
+    rm_version = registry.log_and_register("outputs/rm/model", "reward_model", registry.REWARD_MODEL,
+                                           registry.RewardModelScorer())
+    moved = should_promote(versus)
+    if moved:
+        registry.promote(registry.POLICY, version)
+        registry.promote(registry.REWARD_MODEL, rm_version)
+    decision = {
+        "candidate_version": int(version),
+        "reward_model_version": int(rm_version),
+        "previous_champion_version": int(champion) if champion is not None else None,
+        "champion_moved": int(moved),
+        "champion_version": int(version) if moved else int(champion),
+        "rule": "no champion yet" if versus is None else "win rate vs champion > 50% with 95% CI excluding 50%",
+    }
+    if versus is not None:
+        decision.update(win_rate_vs_champion=versus.rate, win_rate_vs_champion_low=versus.low,
+                        win_rate_vs_champion_high=versus.high, comparisons=versus.n)
+    print(f"[evaluate] registry: {json.dumps(decision)}")
+    return decision
 
 
 if __name__ == "__main__":

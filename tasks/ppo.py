@@ -1,6 +1,20 @@
-"""Stage ppo: PPO (ptx_coef = 0) or PPO-ptx (ptx_coef > 0) from the SFT policy against the RM."""
+"""Stages ppo and ppo_noptx: RL from the SFT policy against the reward model.
+
+`python -m tasks.ppo` trains PPO-ptx (the paper's InstructGPT: ptx_coef = γ from params.yaml);
+`python -m tasks.ppo --no-ptx` trains plain PPO (γ = 0) from the same params, so that the
+evaluation can show what the pretraining mix buys (alignment tax, paper section 4).
+Both read the `ppo` section of params.yaml.
+
+While training, the samples the trainer reports every `sample_every` steps are also scored by
+the held-out labelers' gold utility (simulated world only): with the RM score and the KL from
+SFT this gives the reward over-optimisation curve (`overopt.csv`), which tells when to stop.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
 
 import great_expectations.expectations as gxe
 import pandas as pd
@@ -10,27 +24,78 @@ from tasks.common import Stage, main, write_jsonl
 from tasks.gates import Table
 
 
-def body(stage: Stage) -> None:
-    from instructgpt.train.ppo import PPOConfig
+def make_body(variant: str):
+    """The stage body for ``variant`` "ppo" (PPO-ptx) or "ppo_noptx" (γ = 0)."""
 
-    cfg = stage.config(PPOConfig)
-    prompts = inputs.prompts("ppo", ("train",))
-    detector = inputs.pii_detector(stage.params)
-    stage.gate(gate_tables(prompts, detector))
-    heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
-    ptx_texts, _ = inputs.split_corpus(inputs.corpus(), heldout)  # never the held-out documents
-    out = stage.path("outputs/ppo/model")
-    metrics, samples = run_ppo(cfg, prompts["text"].astype(str).tolist(), ptx_texts, out, stage)
-    stage.metrics.update(metrics)
-    write_jsonl(stage.path("outputs/ppo/samples.jsonl"), samples)
-    if stage.run is not None:
-        import mlflow
+    def body(stage: Stage) -> None:
+        from instructgpt.train.ppo import PPOConfig
 
-        mlflow.log_table(pd.DataFrame(samples), "ppo/samples.json")
-        mlflow.log_artifacts(str(out), "model")
+        cfg = stage.config(PPOConfig)
+        if variant == "ppo_noptx":
+            cfg = dataclasses.replace(cfg, ptx_coef=0.0)
+        prompts = inputs.prompts("ppo", ("train",))
+        stage.gate(gate_tables(prompts, inputs.pii_detector(stage.params)))
+        heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
+        ptx_texts, _ = inputs.split_corpus(inputs.corpus(), heldout)  # never the held-out documents
+        out = stage.path(f"outputs/{variant}/model")
+        overopt = OverOptimisation(prompts, stage)
+        metrics, samples = run_ppo(cfg, prompts["text"].astype(str).tolist(), ptx_texts, out, stage, overopt)
+        stage.metrics.update(metrics)
+        stage.metrics["ptx_coef"] = cfg.ptx_coef
+        write_jsonl(stage.path(f"outputs/{variant}/samples.jsonl"), samples)
+        overopt.frame().to_csv(stage.path(f"outputs/{variant}/overopt.csv"), index=False)
+        if stage.run is not None:
+            import mlflow
+
+            mlflow.log_table(pd.DataFrame(samples), f"{variant}/samples.json")
+            mlflow.log_artifacts(str(out), "model")
+
+    return body
 
 
-def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out, stage: Stage) -> tuple[dict, list[dict]]:
+class OverOptimisation:
+    """Collects (step, KL, RM score, gold utility) from the trainer's periodic samples."""
+
+    def __init__(self, prompts: pd.DataFrame, stage: Stage) -> None:
+        self.stage = stage
+        self.ids = dict(zip(prompts["text"].astype(str), prompts["prompt_id"]))
+        self.rows: list[dict[str, float]] = []
+        self.kl: dict[int, float] = {}
+        try:
+            from instructgpt.world import load_world
+
+            self.pool = load_world("data").heldout_labelers()
+        except (FileNotFoundError, OSError):  # real data: no gold judge, no curve
+            self.pool = None
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """The trainer's metrics callback: keep the KL, pass everything on."""
+        if "ppo/objective/kl" in metrics:
+            self.kl[step] = metrics["ppo/objective/kl"]
+        self.stage.log(metrics, step)
+
+    def samples(self, samples: list[dict], step: int) -> None:
+        """The trainer's sample callback: gold utility of the samples, logged next to the RM score."""
+        if self.pool is None or not samples:
+            return
+        utils = [self.pool.utility(self.ids[s["prompt"]], s["response"]) for s in samples if s["prompt"] in self.ids]
+        if not utils:
+            return
+        row = {
+            "step": step,
+            "kl": self.kl.get(step, float("nan")),
+            "rm_score": sum(s["score"] for s in samples) / len(samples),
+            "gold_utility": sum(utils) / len(utils),
+        }
+        self.rows.append(row)
+        self.stage.log({"ppo/gold/utility": row["gold_utility"]}, step)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["step", "kl", "rm_score", "gold_utility"])
+
+
+def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Stage,
+            overopt: OverOptimisation) -> tuple[dict, list[dict]]:
     from instructgpt.generation import sample
     from instructgpt.models import RewardModel, load_causal_lm, save_model
     from instructgpt.train.ppo import train_ppo
@@ -39,7 +104,8 @@ def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out, stage: Stage) ->
     ref_policy, _ = load_causal_lm("outputs/sft/model", dropout=0.0)
     value_model = RewardModel.from_pretrained("outputs/rm/model")  # value function initialised from the RM
     reward_model = RewardModel.from_pretrained("outputs/rm/model")
-    metrics = train_ppo(policy, ref_policy, value_model, reward_model, tokenizer, prompts, ptx_texts, cfg, stage.log)
+    metrics = train_ppo(policy, ref_policy, value_model, reward_model, tokenizer, prompts, ptx_texts, cfg,
+                        overopt.log, sample_log=overopt.samples)
     save_model(policy, tokenizer, out)
     stage.save_config(out)
     shown = sample(policy, tokenizer, prompts[:32], max_new_tokens=cfg.max_new_tokens,
@@ -64,4 +130,5 @@ def gate_tables(prompts: pd.DataFrame, detector) -> list[Table]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main("ppo", body))
+    variant = "ppo_noptx" if "--no-ptx" in sys.argv[1:] else "ppo"
+    raise SystemExit(main(variant, make_body(variant), section="ppo"))

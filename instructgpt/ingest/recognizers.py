@@ -21,7 +21,7 @@ import re
 import regex
 import tldextract
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
-from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer
+from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer, IpRecognizer
 
 # No URLs: never fetch; the bundled snapshot is the fallback; no disk cache to write.
 _TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
@@ -121,6 +121,7 @@ _CONTEXT_PHRASES = frozenset(
     "friend colleague boss manager neighbor neighbour wife husband son daughter brother sister "
     "mother father partner teacher doctor client landlord coworker").split()}
 _STRONG_PHRASES = frozenset(_STRONG.split("|"))
+_CONTEXT_LAST = frozenset(p.rsplit(" ", 1)[-1] for p in _CONTEXT_PHRASES)  # last word of each
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'-]*[.:,]?")
 
 
@@ -137,11 +138,12 @@ class PersonRecognizer(EntityRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
         toks = [(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
+        raw_lower = [t[2].lower() for t in toks]
         words = [t[2].rstrip(".:,") for t in toks]
-        lower = [w.lower() for w in words]
+        lower = [w.rstrip(".:,") for w in raw_lower]
         results, i, n = [], 0, len(toks)
         while i < n:
-            span = self._name_at(text, toks, words, lower, i)
+            span = self._name_at(text, toks, words, lower, raw_lower, i)
             if span is None:
                 i += 1
                 continue
@@ -152,17 +154,19 @@ class PersonRecognizer(EntityRecognizer):
         return results
 
     @staticmethod
-    def _context_before(text, toks, lower, i) -> str | None:
+    def _context_before(text, toks, raw_lower, i) -> str | None:
         """The context phrase (1-3 words, only spaces between) that ends right before token i."""
+        if i == 0 or raw_lower[i - 1] not in _CONTEXT_LAST:  # no phrase can end there
+            return None
         for k in (3, 2, 1):
             if i - k < 0:
                 continue
-            phrase = " ".join(toks[m][2].lower() for m in range(i - k, i))
+            phrase = " ".join(raw_lower[i - k : i])
             if phrase in _CONTEXT_PHRASES and text[toks[i - 1][1] : toks[i][0]].strip(" \t") == "":
                 return phrase
         return None
 
-    def _name_at(self, text, toks, words, lower, i):
+    def _name_at(self, text, toks, words, lower, raw_lower, i):
         w, lw = words[i], lower[i]
         if toks[i][2] != w and lw not in _FIRST_SET:  # "dear milo," -> punctuation ends the name
             pass
@@ -171,7 +175,7 @@ class PersonRecognizer(EntityRecognizer):
         cap2 = nxt and w2[:1].isupper() and w2[1:].islower() and w2 not in _NOT_NAME_SET
         if lw in _FIRST_SET and nxt and (lw2 in _LAST_SET or cap2):
             return i + 2, 0.6
-        ctx = self._context_before(text, toks, lower, i)
+        ctx = self._context_before(text, toks, raw_lower, i)
         if ctx is None:
             return None
         if w[:1].isupper() and w[1:].islower() and w not in _NOT_NAME_SET:  # cased name
@@ -202,6 +206,24 @@ _STREET_TAIL = (
     r"(?:,?[ \t]+(?i:apt|apartment|suite|ste|unit|#)\.?[ \t]*#?[A-Za-z0-9-]+)?"
     r"(?:,[ \t]*[A-Z][A-Za-z]+(?:[ \t]+[A-Z][A-Za-z]+){0,2}(?:,[ \t]*[A-Z]{2})?(?:[ \t]+\d{5}(?:-\d{4})?)?)?"
 )
+
+
+class FastIpRecognizer(IpRecognizer):
+    """Presidio's IpRecognizer; a text without ':' runs only its IPv4 pattern (the other four
+    patterns, IPv6 and IPv4-in-IPv6, cannot match without a ':'), a third of the cost."""
+
+    def __init__(self) -> None:
+        super().__init__(name="FastIpRecognizer")
+        self._all = list(self.patterns)
+        self._v4_only = [p for p in self._all if p.name == "IPv4"]
+        assert len(self._v4_only) == 1 and all(":" in p.regex for p in self._all if p.name != "IPv4")
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):  # noqa: D102
+        self.patterns = self._all if ":" in text else self._v4_only
+        try:
+            return super().analyze(text, entities, nlp_artifacts, regex_flags)
+        finally:
+            self.patterns = self._all
 
 
 class StreetAddressRecognizer(PatternRecognizer):

@@ -19,11 +19,36 @@ SPLITS = ("train", "valid", "test")
 DATASETS = ("sft", "rm", "ppo")
 
 
+# RE2 pattern: any whitespace character (str.isspace, the set of Python's \s) but the space,
+# or two spaces in a row.
+_NOT_SINGLE_SPACE = (
+    "[" + "".join(f"\\x{{{c:x}}}" for c in range(0x110000) if chr(c).isspace() and c != 0x20) + "]|  "
+)
+
+
 def normalise(text: pd.Series) -> pd.Series:
-    """Text as compared by dedup: NFKC, casefolded, whitespace runs collapsed, stripped."""
-    return (
-        text.str.normalize("NFKC").str.casefold().str.replace(r"\s+", " ", regex=True).str.strip()
-    )
+    """Text as compared by dedup: NFKC, casefolded, whitespace runs collapsed, stripped.
+    ASCII texts (nearly all) take a vectorised path: NFKC leaves ASCII as it is and casefold
+    is lower-casing there; the others go through Python's NFKC and casefold."""
+    arr = pa.array(text.to_numpy(dtype=object), type=pa.large_string())
+    is_ascii = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    if is_ascii.all():
+        folded = pc.ascii_lower(arr)
+    else:
+        out = np.asarray(pc.ascii_lower(arr).to_pylist(), dtype=object)
+        other = np.flatnonzero(~is_ascii)
+        out[other] = (
+            pd.Series(arr.take(pa.array(other)).to_pylist(), dtype="str")
+            .str.normalize("NFKC").str.casefold().to_numpy(dtype=object)
+        )
+        folded = pa.array(out, type=pa.large_string())
+    # Collapse whitespace runs (Python's \\s, as pandas applies it) only in texts where some run
+    # is not a single space already (about a third): replacing " " by " " changes nothing.
+    runs = pc.match_substring_regex(folded, _NOT_SINGLE_SPACE)
+    if pc.any(runs).as_py():
+        sub = pd.Series(pc.filter(folded, runs), dtype="str").str.replace(r"\s+", " ", regex=True)
+        folded = pc.replace_with_mask(folded, runs, pa.array(sub.to_numpy(dtype=object), type=pa.large_string()))
+    return pd.Series(folded, index=text.index, dtype="str").str.strip()
 
 
 def duplicate_groups(norm: list[str], prefix_chars: int, min_chars: int) -> np.ndarray:

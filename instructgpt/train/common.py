@@ -1,13 +1,19 @@
-"""Helpers shared by the training loops: optimizer, schedule, divergence check, logging."""
+"""Helpers shared by the training loops: optimizer, schedule, divergence check, logging,
+data-parallel context."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from typing import Any
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
+import torch.distributed as dist
 from torch import nn
+
+T = TypeVar("T")
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -62,3 +68,98 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
 
 def device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in a data-parallel run (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    """This process's rank."""
+    world_size: int = 1
+    """Number of processes sharing every global batch."""
+
+    @property
+    def enabled(self) -> bool:
+        """More than one process: shard, reduce and sync (else every helper is a no-op)."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only rank 0 logs, shows progress and writes checkpoints."""
+        return self.rank == 0
+
+    def shard(self, items: Sequence[T]) -> list[T]:
+        """This rank's part of a global batch: every world_size-th item from ``rank``.
+
+        Strided so that the shards of a length-grouped batch stay balanced; a rank may get an
+        empty shard (a last batch smaller than the world) and must still join the collectives."""
+        return list(items[self.rank:: self.world_size])
+
+    def all_sum(self, value: torch.Tensor | float) -> torch.Tensor:
+        """Σ over ranks of a scalar or tensor (float64 for scalars: counts stay exact)."""
+        t = value.detach().clone() if isinstance(value, torch.Tensor) else torch.tensor(float(value),
+                                                                                   dtype=torch.float64)
+        if self.enabled:
+            dist.all_reduce(t)
+        return t
+
+    def share(self, local_mean: torch.Tensor, local_count: float) -> tuple[torch.Tensor, float]:
+        """This rank's term of a mean over the GLOBAL batch, and the global count.
+
+        A loss that is a mean over n items (tokens, prompts) of the global batch splits into
+        Σ_ranks local_mean·n_local/n_global; summing the ranks' gradients (``sync_gradients``)
+        then gives exactly the single-process gradient, whatever the shards' sizes. Single
+        process: ``local_mean`` untouched (bit-identical to a run without this helper)."""
+        if not self.enabled:
+            return local_mean, float(local_count)
+        n_global = float(self.all_sum(local_count))
+        return local_mean * (float(local_count) / max(n_global, 1.0)), n_global
+
+    def sync_gradients(self, params: Iterable[nn.Parameter]) -> None:
+        """Sum the ranks' gradients in one flat all-reduce (called after ``backward``).
+
+        A parameter with a gradient on some rank but not on others (an empty shard, a branch
+        not taken) gets zeros where missing; one with no gradient anywhere stays ``None`` —
+        as in a single process, where AdamW skips it."""
+        if not self.enabled:
+            return
+        params = [p for p in params if p.requires_grad]
+        has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.uint8)
+        dist.all_reduce(has_grad, op=dist.ReduceOp.MAX)
+        live = [p for p, h in zip(params, has_grad.tolist()) if h]
+        for p in live:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        if not live:
+            return
+        flat = torch.cat([p.grad.reshape(-1) for p in live])  # (Σ numel,)
+        dist.all_reduce(flat)
+        offset = 0
+        for p in live:
+            p.grad.copy_(flat[offset: offset + p.numel()].view_as(p.grad))
+            offset += p.numel()
+
+
+def distributed() -> DistContext:
+    """The data-parallel context from torchrun's environment; initialises the process group once.
+
+    Every trainer calls this: with ``WORLD_SIZE`` > 1 (set by ``torchrun`` /
+    ``python -m torch.distributed.run``, together with ``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``)
+    each process takes its shard of every global batch (``batch_size`` is the GLOBAL batch, as
+    in a single-process run), gradients are summed across processes after each backward, and only
+    rank 0 logs, shows progress and writes checkpoints; metrics are reduced over ranks first.
+    Backend gloo (CPU processes). Run a stage on 2 CPU processes with::
+
+        OMP_NUM_THREADS=1 python -m torch.distributed.run --standalone --nproc_per_node=2 -m tasks.sft
+
+    (the stage shell must let only rank 0 write outputs and log to MLflow). Results match a
+    single-process run with the same seed and global batch up to float reduction order: the
+    ranks' partial sums are added in another order than one process adds them (~1e-6 relative);
+    with dropout the masks differ too (each rank draws its own)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size())

@@ -42,7 +42,7 @@ from instructgpt.losses import (
 )
 from instructgpt.models import RewardModel, position_ids_from_mask, set_dropout
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from instructgpt.train.common import LogFn, check_finite, device_of, make_optimizer, no_log
+from instructgpt.train.common import LogFn, check_finite, device_of, distributed, make_optimizer, no_log
 
 SampleLog = Callable[[list[dict[str, Any]], int], None]
 
@@ -203,6 +203,15 @@ def train_ppo(
     if not prompts:
         raise ValueError("train_ppo: no prompts")
     device = device_of(policy)
+    # Data parallel under torchrun: every rank runs the SAME rollout (same generator, same
+    # weights: the single-process batch, no gather needed) and takes its shard of each
+    # minibatch for the update, most of a step's compute; gradients are summed across ranks.
+    ctx = distributed()
+    if ctx.world_size > min(cfg.mini_batch_size, cfg.ptx_batch_size if cfg.ptx_coef > 0 else cfg.mini_batch_size):
+        raise ConfigError(f"ppo.mini_batch_size (and ppo.ptx_batch_size with PPO-ptx) must be >= the "
+                          f"{ctx.world_size} processes: each needs rows of every minibatch")
+    if not ctx.is_main:
+        log, sample_log = no_log, None
     ref_policy = ref_policy if ref_policy is not None else copy.deepcopy(policy)
     value_model = value_model if value_model is not None else copy.deepcopy(reward_model)
     for m in (policy, ref_policy, value_model, reward_model):
@@ -237,7 +246,7 @@ def train_ppo(
         step, prompt_pos, ptx_pos = int(state["step"]), int(state["prompt_pos"]), int(state["ptx_pos"])
         ema = state["ema"]
     metrics: dict[str, float] = {}
-    bar = tqdm(total=cfg.steps, initial=step, desc="ppo", disable=not cfg.show_progress)
+    bar = tqdm(total=cfg.steps, initial=step, desc="ppo", disable=not (cfg.show_progress and ctx.is_main))
     while step < cfg.steps:
         # 1. rollout: sample responses with the KV cache at the PPO temperature
         b_prompts = [prompts[_nth(len(prompts), cfg.seed, prompt_pos + i)] for i in range(cfg.batch_size)]
@@ -286,7 +295,8 @@ def train_ppo(
             g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 101 + ppo_epoch)
             perm = torch.randperm(cfg.batch_size, generator=g).to(device)
             for start in range(0, cfg.batch_size, cfg.mini_batch_size):
-                mb = perm[start: start + cfg.mini_batch_size]  # (M,)
+                b_mb = perm[start: start + cfg.mini_batch_size]  # (M,) the minibatch
+                mb = b_mb[ctx.rank:: ctx.world_size]  # this rank's rows (all of them in a single process)
                 mb_mask = mask[mb]  # (M, T_r)
                 mb_logits = response_logits(policy, b_input_ids[mb], b_attention_mask[mb], b_position_ids[mb],
                                             query_len, cfg.temperature)  # (M, T_r, V)
@@ -295,20 +305,32 @@ def train_ppo(
                                               b_position_ids[mb])[:, query_len - 1: -1]  # (M, T_r)
                 pg_loss, pg_stats = ppo_policy_loss(mb_logprobs, logprobs[mb], advantages[mb], mb_mask, cfg.cliprange)
                 vf_loss, vf_stats = ppo_value_loss(vpred, values[mb], returns[mb], mb_mask, cfg.cliprange_value)
+                # a shard's share of the minibatch's token means / of its ptx blocks (all equally long)
+                share = float(mb_mask.sum()) / float(mask[b_mb].sum()) if ctx.enabled else 1.0
                 loss = pg_loss + cfg.vf_coef * vf_loss
+                loss = loss * share if ctx.enabled else loss
                 mb_stats = {"policy/loss": pg_stats["loss"], "policy/clipfrac": pg_stats["clipfrac"],
                             "policy/approxkl": pg_stats["approxkl"], "val/loss": vf_stats["loss"],
                             "val/clipfrac": vf_stats["clipfrac"], "val/vpred": vf_stats["vpred"]}
+                shares = dict.fromkeys(mb_stats, share)
                 if ptx_blocks is not None:
                     idx = [_nth(len(ptx_blocks), cfg.seed + 1, ptx_pos + i) for i in range(cfg.ptx_batch_size)]
                     ptx_pos += cfg.ptx_batch_size
+                    idx = ctx.shard(idx)
                     mb_ptx = ptx_blocks[idx].to(device)  # (P, block)
                     ptx_loss, _ = lm_loss(policy(input_ids=mb_ptx).logits, mb_ptx, torch.ones_like(mb_ptx))
-                    loss = loss + cfg.ptx_coef * ptx_loss
+                    shares["ptx/loss"] = len(idx) / cfg.ptx_batch_size
+                    loss = loss + cfg.ptx_coef * (ptx_loss * shares["ptx/loss"] if ctx.enabled else ptx_loss)
                     mb_stats["ptx/loss"] = ptx_loss.detach()
-                check_finite(loss, step, "ppo/loss (policy + value + ptx)")
+                loss_sum = loss
+                if ctx.enabled:  # the ranks' weighted shares add up to the minibatch's statistics
+                    summed = ctx.all_sum(torch.stack([v.float() * shares[k] for k, v in mb_stats.items()]))
+                    mb_stats = dict(zip(mb_stats, summed))
+                    loss_sum = ctx.all_sum(loss.detach())
+                check_finite(loss_sum, step, "ppo/loss (policy + value + ptx)")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                ctx.sync_gradients(params)
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 optimizer.step()
@@ -349,7 +371,7 @@ def train_ppo(
                  "ended_with_eos": bool(e)}
                 for p, r, m, s, e in list(zip(b_prompts, response, mask, scores, ended))[:8]
             ], step)
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
             save_checkpoint(cfg.checkpoint_dir, {"policy": policy, "value": value_model}, {
                 "optimizer": optimizer.state_dict(), "kl_ctl": kl_ctl.state_dict(), "gen": gen.get_state(),
                 "rng": rng_state(), "step": step, "prompt_pos": prompt_pos, "ptx_pos": ptx_pos, "ema": ema},

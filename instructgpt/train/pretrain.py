@@ -15,7 +15,15 @@ from instructgpt.data import epoch_permutation, make_blocks
 from instructgpt.evaluation import corpus_loss
 from instructgpt.losses import lm_loss
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from instructgpt.train.common import LogFn, check_finite, device_of, make_optimizer, no_log, warmup_cosine
+from instructgpt.train.common import (
+    LogFn,
+    check_finite,
+    device_of,
+    distributed,
+    make_optimizer,
+    no_log,
+    warmup_cosine,
+)
 
 
 @dataclass
@@ -76,6 +84,8 @@ def pretrain(
     if n_pos and cfg.block_size > n_pos:
         raise ConfigError(f"pretrain.block_size={cfg.block_size} exceeds the model's context {n_pos}")
     device = device_of(model)
+    ctx = distributed()  # data parallel under torchrun: this rank's shard of each global batch
+    log = log if ctx.is_main else no_log
     blocks = make_blocks(tokenizer, train_texts, cfg.block_size)  # (N, block_size)
     steps_per_epoch = math.ceil(len(blocks) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -83,7 +93,7 @@ def pretrain(
         total = min(total, cfg.max_steps)
     optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
     scheduler = warmup_cosine(optimizer, cfg.warmup, total, cfg.min_lr_ratio)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + ctx.rank)  # dropout masks: each rank draws its own
     step, loss_ema = 0, None
     state = load_checkpoint(cfg.checkpoint_dir, {"model": model})
     if state is not None:
@@ -92,7 +102,7 @@ def pretrain(
         set_rng_state(state["rng"])
         step, loss_ema = int(state["step"]), state["loss_ema"]
     model.train()
-    bar = tqdm(total=total, initial=step, desc="pretrain", disable=not cfg.show_progress)
+    bar = tqdm(total=total, initial=step, desc="pretrain", disable=not (cfg.show_progress and ctx.is_main))
     for epoch in range(cfg.epochs):
         if step >= total:
             break
@@ -102,13 +112,20 @@ def pretrain(
                 continue  # resumed: this batch was already trained on
             if step >= total:
                 break
-            idx = perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]
-            b_ids = blocks[idx].to(device)  # (B, block_size)
-            logits = model(input_ids=b_ids).logits  # (B, block_size, V)
-            loss, _ = lm_loss(logits, b_ids, torch.ones_like(b_ids))
-            check_finite(loss, step, "pretrain/loss")
+            idx = ctx.shard(perm[i * cfg.batch_size: (i + 1) * cfg.batch_size])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, n_tokens = torch.zeros((), device=device), 0.0
+            if idx:
+                b_ids = blocks[idx].to(device)  # (B, block_size)
+                logits = model(input_ids=b_ids).logits  # (B, block_size, V)
+                loss, stats = lm_loss(logits, b_ids, torch.ones_like(b_ids))
+                n_tokens = float(stats["n_tokens"])
+            loss, _ = ctx.share(loss, n_tokens)  # mean over the global batch's tokens
+            if idx:
+                loss.backward()
+            ctx.sync_gradients(model.parameters())
+            loss = ctx.all_sum(loss.detach())
+            check_finite(loss, step, "pretrain/loss")
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
@@ -119,7 +136,7 @@ def pretrain(
             if step % cfg.log_every == 0 or step == total:
                 log({"train/loss": loss.item(), "train/loss_ema": loss_ema, "train/lr": scheduler.get_last_lr()[0],
                      "train/epoch": epoch + (i + 1) / steps_per_epoch}, step)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
                 save_checkpoint(cfg.checkpoint_dir, {"model": model}, {
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": rng_state(), "step": step, "loss_ema": loss_ema}, to_dict(cfg))

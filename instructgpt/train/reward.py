@@ -23,7 +23,15 @@ from instructgpt.data import collate_pairs, epoch_permutation
 from instructgpt.losses import ranking_loss
 from instructgpt.models import RewardModel, set_dropout
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from instructgpt.train.common import LogFn, check_finite, device_of, make_optimizer, no_log, warmup_cosine
+from instructgpt.train.common import (
+    LogFn,
+    check_finite,
+    device_of,
+    distributed,
+    make_optimizer,
+    no_log,
+    warmup_cosine,
+)
 
 
 class Comparison(NamedTuple):
@@ -174,6 +182,8 @@ def train_reward_model(
     valid = [Comparison(*c) for c in valid]
     if not train:
         raise ValueError("train_reward_model: no training comparisons")
+    ctx = distributed()  # data parallel under torchrun: this rank's shard of each global batch
+    log = log if ctx.is_main else no_log
     set_dropout(rm.backbone, cfg.dropout)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -181,7 +191,7 @@ def train_reward_model(
         total = min(total, cfg.max_steps)
     optimizer = make_optimizer(rm.parameters(), cfg.lr, cfg.weight_decay)
     scheduler = warmup_cosine(optimizer, cfg.warmup, total, cfg.min_lr_ratio)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + ctx.rank)  # dropout masks: each rank draws its own
     step, acc_ema, loss_ema = 0, None, None
     state = load_checkpoint(cfg.checkpoint_dir, {"rm": rm})
     if state is not None:
@@ -190,7 +200,7 @@ def train_reward_model(
         set_rng_state(state["rng"])
         step, acc_ema, loss_ema = int(state["step"]), state["acc_ema"], state["loss_ema"]
     rm.train()
-    bar = tqdm(total=total, initial=step, desc="reward", disable=not cfg.show_progress)
+    bar = tqdm(total=total, initial=step, desc="reward", disable=not (cfg.show_progress and ctx.is_main))
     for epoch in range(cfg.epochs):
         if step >= total:
             break
@@ -200,11 +210,20 @@ def train_reward_model(
                 continue
             if step >= total:
                 break
-            chunk = [train[j] for j in perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]]
-            loss, stats = kway_forward(rm, tokenizer, chunk, cfg.max_len)
-            check_finite(loss, step, "rm/loss")
+            chunk = [train[j] for j in ctx.shard(perm[i * cfg.batch_size: (i + 1) * cfg.batch_size])]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, n_correct, n_pairs = torch.zeros((), device=device_of(rm)), 0.0, 0.0
+            if chunk:
+                loss, stats = kway_forward(rm, tokenizer, chunk, cfg.max_len)
+                n_correct = float(stats["accuracy"]) * float(stats["n_pairs"])
+                n_pairs = float(stats["n_pairs"])
+            # the loss is a mean over prompts that have at least one pair
+            loss, _ = ctx.share(loss, sum(len(c.responses) > 1 for c in chunk))
+            if chunk:
+                loss.backward()
+            ctx.sync_gradients(rm.parameters())
+            loss = ctx.all_sum(loss.detach())
+            check_finite(loss, step, "rm/loss")
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(rm.parameters(), cfg.grad_clip)
             optimizer.step()
@@ -212,14 +231,14 @@ def train_reward_model(
             step += 1
             bar.update(1)
             loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
-            acc = float(stats["accuracy"])
+            acc = float(stats["accuracy"]) if not ctx.enabled else float(ctx.all_sum(n_correct) / ctx.all_sum(n_pairs))
             acc_ema = acc if acc_ema is None else 0.9 * acc_ema + 0.1 * acc
             if step % cfg.log_every == 0:
                 log({"train/loss": loss.item(), "train/accuracy": acc, "train/lr": scheduler.get_last_lr()[0]}, step)
             if cfg.eval_every and step % cfg.eval_every == 0 and valid:
                 m = evaluate_rm(rm, tokenizer, valid, cfg.eval_batch_size, cfg.max_len)
                 log({f"valid/{k}": v for k, v in m.items()}, step)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
                 save_checkpoint(cfg.checkpoint_dir, {"rm": rm}, {
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
                     "step": step, "acc_ema": acc_ema, "loss_ema": loss_ema}, to_dict(cfg))

@@ -22,7 +22,15 @@ from instructgpt.generation import sample
 from instructgpt.losses import lm_loss
 from instructgpt.models import RewardModel, set_dropout
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from instructgpt.train.common import LogFn, check_finite, device_of, make_optimizer, no_log, warmup_cosine
+from instructgpt.train.common import (
+    LogFn,
+    check_finite,
+    device_of,
+    distributed,
+    make_optimizer,
+    no_log,
+    warmup_cosine,
+)
 
 SELECTIONS = ("valid_loss", "reward", "last")
 
@@ -135,6 +143,8 @@ def train_sft(
     if not train:
         raise ValueError("train_sft: no training demonstrations")
     device = device_of(model)
+    ctx = distributed()  # data parallel under torchrun: this rank's shard of each global batch
+    log = log if ctx.is_main else no_log
     original_dropout = _dropout_of(model)
     set_dropout(model, cfg.dropout)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
@@ -146,8 +156,9 @@ def train_sft(
     scheduler = warmup_cosine(optimizer, cfg.warmup, total, cfg.min_lr_ratio)
     select_prompts = list(dict.fromkeys(p for p, _ in valid))[: cfg.select_prompts]
     lengths = [len(p) + len(r) for p, r in train]  # characters: a cheap proxy for tokens
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + ctx.rank)  # dropout masks: each rank draws its own
 
+    # every rank evaluates the whole validation set: identical metrics, so identical selection
     def evaluate(step: int) -> dict[str, float]:
         m = {"valid/loss": sft_loss(model, tokenizer, valid, cfg.max_len, cfg.eval_batch_size)} if valid else {}
         if reward_model is not None and select_prompts:
@@ -166,7 +177,7 @@ def train_sft(
     else:
         before = evaluate(0)
     model.train()
-    bar = tqdm(total=total, initial=step, desc="sft", disable=not cfg.show_progress)
+    bar = tqdm(total=total, initial=step, desc="sft", disable=not (cfg.show_progress and ctx.is_main))
     for epoch in range(cfg.epochs):
         if step >= total:
             break
@@ -177,13 +188,20 @@ def train_sft(
                 continue  # resumed past this batch
             if step >= total:
                 break
-            b = collate_sft(tokenizer, [train[j] for j in perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]],
-                            cfg.max_len)
-            logits = model(**{k: v.to(device) for k, v in b.model_inputs().items()}).logits  # (B, T, V)
-            loss, _ = lm_loss(logits, b.labels.to(device))
-            check_finite(loss, step, "sft/loss")
+            shard = ctx.shard(perm[i * cfg.batch_size: (i + 1) * cfg.batch_size])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, n_tokens = torch.zeros((), device=device), 0.0
+            if shard:
+                b = collate_sft(tokenizer, [train[j] for j in shard], cfg.max_len)
+                logits = model(**{k: v.to(device) for k, v in b.model_inputs().items()}).logits  # (B, T, V)
+                loss, stats = lm_loss(logits, b.labels.to(device))
+                n_tokens = float(stats["n_tokens"])
+            loss, _ = ctx.share(loss, n_tokens)  # mean over the global batch's response tokens
+            if shard:
+                loss.backward()
+            ctx.sync_gradients(model.parameters())
+            loss = ctx.all_sum(loss.detach())
+            check_finite(loss, step, "sft/loss")
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
@@ -197,7 +215,7 @@ def train_sft(
                 m = evaluate(step)
                 model.train()
                 best = _keep_best(best, m, step, model, cfg.selection)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
                 save_checkpoint(cfg.checkpoint_dir, {"model": model}, {
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
                     "step": step, "best": best, "loss_ema": loss_ema, "before": before}, to_dict(cfg))

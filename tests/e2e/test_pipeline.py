@@ -15,7 +15,7 @@ import pytest
 from tests.e2e.conftest import run
 
 pytestmark = pytest.mark.e2e
-STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "evaluate"]
+STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "evaluate"]
 
 
 def _flow(ws: Path, monkeypatch) -> list[dict]:
@@ -37,6 +37,19 @@ def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch):
     for stage in STAGES:
         reports = list((workspace / "reports/gates").glob(f"{stage}.*.json"))
         assert reports and all(json.loads(r.read_text())["success"] for r in reports), stage
+    # the report has the headline table and its images open
+    report = (workspace / "outputs/evaluate/report.md").read_text()
+    assert "| comparison | win rate | 95% CI | n | paper |" in report and "| ppo vs base fewshot |" in report
+    import matplotlib.image
+
+    for png in ["win_rates.png", "alignment_tax.png", "overoptimisation.png"]:
+        image = matplotlib.image.imread(workspace / "outputs/evaluate/plots" / png)
+        assert image.shape[0] > 100 and image.shape[1] > 100
+    # the over-optimisation curve was recorded during PPO
+    import pandas as pd
+
+    curve = pd.read_csv(workspace / "outputs/ppo/overopt.csv")
+    assert len(curve) >= 2 and curve["gold_utility"].notna().all()
     # DVC agrees that everything is up to date
     assert "up to date" in run(workspace, "dvc", "status").stdout.lower()
 
@@ -79,7 +92,7 @@ def test_mlflow_parent_and_children(workspace, monkeypatch):
         assert r.data.params, stage
         assert r.data.metrics, stage
         assert r.data.tags["git_commit"] != "unknown"
-    for stage in ["base", "sft", "rm", "ppo"]:
+    for stage in ["base", "sft", "rm", "ppo", "ppo_noptx"]:
         files = [f.path for f in client.list_artifacts(by_stage[stage].info.run_id, "model")]
         assert any(f.endswith(".safetensors") for f in files), (stage, files)
     # step-wise training curve
@@ -88,6 +101,30 @@ def test_mlflow_parent_and_children(workspace, monkeypatch):
     # evaluation artefacts
     eval_files = [f.path for f in client.list_artifacts(by_stage["evaluate"].info.run_id)]
     assert "report.md" in eval_files and "plots" in eval_files
+
+
+def test_registry_champion_loads_and_generates(workspace, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(workspace)
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow/mlflow.db'}")
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("instructgpt-policy", "champion")
+    assert champion.version == client.get_model_version_by_alias("instructgpt-policy", "candidate").version == "1"
+    assert client.get_model_version_by_alias("instructgpt-reward-model", "champion").version == "1"
+    decision = json.loads((workspace / "outputs/evaluate/registry.json").read_text())
+    assert decision["champion_moved"] == 1 and decision["rule"] == "no champion yet"
+    policy = mlflow.pyfunc.load_model("models:/instructgpt-policy@champion")
+    out = policy.predict(["write a short story about a fox ."], params={"max_new_tokens": 8})
+    assert len(out) == 1 and isinstance(out[0], str)
+    rm = mlflow.pyfunc.load_model("models:/instructgpt-reward-model@champion")
+    import pandas as pd
+
+    scores = rm.predict(pd.DataFrame({"prompt": ["list three colors ."] * 2, "response": ["red , blue , green .", ""]}))
+    assert len(scores) == 2 and all(isinstance(x, float) for x in scores)
+    proc = run(workspace, "python", "-m", "flows.generate", "write a short story about a fox .", "--max-new-tokens", "8")
+    assert proc.stdout.startswith("> write a short story about a fox .")
 
 
 def test_second_run_skips_everything(workspace, prefect_server, monkeypatch):
@@ -107,7 +144,16 @@ def test_ppo_param_change_reruns_only_ppo_and_evaluate(workspace, prefect_server
     with open(params, "w") as f:
         y.dump(doc, f)
     outcomes = _flow(workspace, monkeypatch)
-    assert [o["stage"] for o in outcomes if o["ran"]] == ["ppo", "evaluate"]
+    assert [o["stage"] for o in outcomes if o["ran"]] == ["ppo", "ppo_noptx", "evaluate"]
+    # the new policy is the candidate; the champion moved only if the rule says so
+    decision = json.loads((workspace / "outputs/evaluate/registry.json").read_text())
+    assert decision["candidate_version"] == 2 and decision["previous_champion_version"] == 1
+    from instructgpt.winrate import WinRate, should_promote
+
+    versus = WinRate(0, decision["comparisons"], decision["win_rate_vs_champion"],
+                     decision["win_rate_vs_champion_low"], decision["win_rate_vs_champion_high"])
+    assert decision["champion_moved"] == int(should_promote(versus))
+    assert decision["champion_version"] == (2 if decision["champion_moved"] else 1)
 
 
 def test_gate_failure_stops_stage_and_writes_nothing(workspace, monkeypatch):

@@ -86,3 +86,48 @@ def test_only_configured_types(detector):
     email_only = PiiDetector(PiiConfig(types=["EMAIL"]))
     text = "anna.berg@example.com, (415) 555-2671"
     assert [s.type for s in email_only.find(text)] == ["EMAIL"]
+
+
+MIXED = [t for _, t, _ in POSITIVE] + NEGATIVE + [
+    "ping ::ffff:10.0.0.1 and fe80::1%eth0 or 2001:db8::8a2e:370:7334, also 192.168.1.300",
+    "Dear Olivia, my SSN is 536-22-8841, card 4111-1111-1111-1111, ip 8.8.8.8; thanks, tom",
+    "my name is zara quimby, call me at +1 415 555 2671 or write to zq@mail.example.org",
+    "Meet James Smith at 12 N. Oak Street, Apt 4, Portland, OR 97201 at 10:30",
+    "hello bob: server 10.0.0.1:8080, regards, Ana",
+]
+
+
+def test_direct_analyze_matches_analyzer_engine(detector):
+    """`_analyze` skips AnalyzerEngine.analyze's overhead but must return the same spans."""
+    for text in MIXED:
+        for types in (detector.types, [t for t, rx in detector._prefilter.items() if rx.search(text)]):
+            assert detector._analyze(text, types) == detector._analyze_presidio(text, types), text
+
+
+def test_fast_ip_recognizer_matches_presidio():
+    from presidio_analyzer.predefined_recognizers import IpRecognizer
+
+    from instructgpt.ingest.recognizers import FastIpRecognizer
+
+    fast, stock = FastIpRecognizer(), IpRecognizer()
+    key = lambda rs: sorted((r.start, r.end, r.score) for r in rs)  # noqa: E731
+    for text in MIXED + ["10.0.0.1", "::", "::1", "a::b 1.2.3.4", "1.2.3.4/24 and 300.1.1.1"]:
+        assert key(fast.analyze(text, ["IP_ADDRESS"])) == key(stock.analyze(text, ["IP_ADDRESS"])), text
+
+
+def test_process_pool_gives_the_same_spans_in_order():
+    texts = MIXED * 3
+    inproc = PiiDetector(PiiConfig(), workers=1).find_many(texts)
+    pooled = PiiDetector(PiiConfig(), workers=2).find_many(texts)
+    assert pooled == inproc
+    assert any(inproc) and not all(inproc)
+
+
+def test_pool_only_for_many_candidates(monkeypatch):
+    monkeypatch.delenv("INSTRUCTGPT_PII_WORKERS", raising=False)
+    det = PiiDetector(PiiConfig())
+    assert det._n_workers(10) == 1
+    assert PiiDetector(PiiConfig(), workers=1)._n_workers(10**6) == 1
+    assert PiiDetector(PiiConfig(), workers=2)._n_workers(1) == 2
+    monkeypatch.setenv("INSTRUCTGPT_PII_WORKERS", "1")
+    assert PiiDetector(PiiConfig())._n_workers(10**6) == 1

@@ -113,3 +113,39 @@ def test_accounting_identity_and_report_counts(write_jsonl):
     assert sum(v for d in r["kept_by_dataset_split"].values() for v in d.values()) == 2
     assert r["accounting_ok"]
     assert set(r["timings_s"]) == {"schema", "pii", "dedup", "cap", "split_datasets"}
+
+
+def test_normalise_matches_the_plain_pandas_definition():
+    """`normalise` takes vectorised short cuts (ASCII, single spaces); it must give what the
+    plain definition gives, including Unicode whitespace and case folding."""
+    from instructgpt.ingest.rules import normalise
+
+    texts = [
+        "Write  a\tpoem\n\nabout   the sea ", "plain text only", "  ＡＢＣ\u00a0x  ", "Straße\u2028 ß ",
+        "\u3000hi\tthere\r\n", "ﬁne Ǆ", "İstanbul", "x\u1680y ", "\u2029a b\u2029", "", " ", "A\u2003B",
+        "Éclair  CAFÉ", "x\x1cy", "tab\tonly",
+    ]
+    s = pd.Series(texts * 2, dtype="str", index=range(100, 100 + 2 * len(texts)))
+    ref = s.str.normalize("NFKC").str.casefold().str.replace(r"\s+", " ", regex=True).str.strip()
+    got = normalise(s)
+    assert got.tolist() == ref.tolist()
+    assert got.index.equals(s.index)
+    ascii_only = pd.Series(["A  b", "c d", "E\tF"], dtype="str")
+    assert normalise(ascii_only).tolist() == ["a b", "c d", "e f"]
+
+
+def test_fast_jsonl_reader_keeps_the_per_row_checks(write_jsonl):
+    """The reader's fast path (all six fields strings) must leave the odd rows to the checks."""
+    items = [
+        row("p1"),
+        {**row("p2"), "extra": 1},
+        {k: v for k, v in row("p3").items() if k != "style"},
+        {**row("p4"), "text": 5},
+        [1, 2],
+        b"\n",
+        row("p5"),
+    ]
+    res = ingest(write_jsonl(items), IngestConfig(), progress=False)
+    assert sorted(res.kept["prompt_id"]) == ["p1", "p2", "p5"]
+    reasons = dict(zip(res.quarantine["line"], res.quarantine["reason"]))
+    assert reasons == {3: "missing_field:style", 4: "wrong_type:text", 5: "not_an_object", 6: "empty_line"}

@@ -29,3 +29,13 @@ def test_clear_winner_excludes_half():
 
 def test_empty_is_uninformative():
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_champion_rule():
+    from instructgpt.winrate import should_promote
+
+    assert should_promote(None)  # no champion yet
+    assert should_promote(win_rate([1.0] * 70 + [0.0] * 30))  # clearly better
+    assert not should_promote(win_rate([1.0] * 30 + [0.0] * 70))  # worse
+    assert not should_promote(win_rate([1.0, 0.0] * 50))  # a tie
+    assert not should_promote(win_rate([1.0] * 55 + [0.0] * 45))  # better, but not significantly
