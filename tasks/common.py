@@ -39,6 +39,8 @@ from tasks import tracking
 from tasks.gates import GateFailed, GateResult, Table, run_gate
 
 T = TypeVar("T")
+# Under torchrun every rank runs the stage; only rank 0 writes outputs and logs to MLflow.
+RANK = int(os.environ.get("RANK", "0"))
 EXIT_ERROR, EXIT_CONFIG, EXIT_GATE, EXIT_DIVERGED = 1, 2, 3, 4
 
 
@@ -79,8 +81,14 @@ class Stage:
         self._configs: dict[str, Any] = {}
         self._checkpoints: list[Path] = []
         self._t0 = time.time()
-        for old in Path("reports/gates").glob(f"{name}.*.json"):  # reports of an earlier run
-            old.unlink()
+        if self.is_main:
+            for old in Path("reports/gates").glob(f"{name}.*.json"):  # reports of an earlier run
+                old.unlink(missing_ok=True)
+
+    @property
+    def is_main(self) -> bool:
+        """False on the other ranks of a torchrun launch: they train, rank 0 writes and logs."""
+        return RANK == 0
 
     # -- params -------------------------------------------------------------------------------
     def config(self, cls: type[T], key: str | None = None) -> T:
@@ -134,6 +142,8 @@ class Stage:
     # -- gate ---------------------------------------------------------------------------------
     def gate(self, tables: list[Table], part: str = "inputs") -> GateResult:
         """Run the GX suite; a failure stops the stage before any output is written."""
+        if not self.is_main:  # rank 0 validates and reports; the others wait for it in training
+            return GateResult(True, [], Path("reports/gates") / f"{self.name}.{part}.json")
         try:
             result = run_gate(self.name, tables, part)
         except GateFailed:
@@ -230,7 +240,8 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
         stage = Stage(name, params, run, section)
         try:
             body(stage)
-            stage.commit()
+            if stage.is_main:
+                stage.commit()
         except ConfigError as exc:
             return _fail(name, run, f"bad params: {exc}", EXIT_CONFIG)
         except GateFailed as exc:
@@ -241,13 +252,14 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
             return _fail(name, run, traceback.format_exc(), EXIT_ERROR)
         finally:
             stage.cleanup()
-    print(f"[{name}] done in {time.time() - stage._t0:.1f}s")
+    if stage.is_main:
+        print(f"[{name}] done in {time.time() - stage._t0:.1f}s")
     return 0
 
 
 def _start_run(name: str):
     """An MLflow run for this stage, child of the flow's parent run when there is one."""
-    if os.environ.get("INSTRUCTGPT_NO_MLFLOW") == "1":
+    if os.environ.get("INSTRUCTGPT_NO_MLFLOW") == "1" or RANK != 0:
         return nullcontext(None)
     import mlflow
 

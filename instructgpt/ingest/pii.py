@@ -64,9 +64,9 @@ class PiiSpan:
 class PiiDetector:
     """`find(text)` -> non-overlapping PII spans, sorted by start; `find_many(texts)` for columns."""
 
-    POOL_MIN_CANDIDATES = 20_000
+    POOL_MIN_CANDIDATES = 5_000
     """`find_many` uses a process pool only from this many candidates on (starting the
-    workers and building their analyzers costs about a second)."""
+    workers, forked with the built analyzer, costs ~0.1 s; a candidate ~0.2 ms)."""
 
     def __init__(self, cfg: PiiConfig | None = None, workers: int | None = None) -> None:
         """`workers`: processes for the Presidio pass of `find_many` (None: the environment

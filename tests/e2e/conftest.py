@@ -42,7 +42,10 @@ def make_workspace(dest: Path, profile: str = "tiny") -> Path:
 
 
 def run(ws: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=ws, capture_output=True, text=True)
+    """A command in workspace ``ws``; its MLflow store is the workspace's own (mlflow.set_tracking_uri
+    in this process exports MLFLOW_TRACKING_URI, which must not leak into another workspace)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run(cmd, cwd=ws, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc

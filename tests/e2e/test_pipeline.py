@@ -22,6 +22,7 @@ def _flow(ws: Path, monkeypatch) -> list[dict]:
     from flows.pipeline import build_flow
 
     monkeypatch.chdir(ws)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the workspace's own store
     return build_flow()()
 
 
