@@ -9,7 +9,6 @@ Quarantine details never quote the row's text (it may hold PII).
 
 from __future__ import annotations
 
-from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +36,11 @@ def read_rows(path: Path, limit_rows: int | None) -> tuple[pd.DataFrame, pd.Data
 
 
 def _read_jsonl(path: Path, limit_rows: int | None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    good: list[tuple[str, ...]] = []  # the 6 fields of each well-formed row
+    cols: list[list[str]] = [[] for _ in FIELDS]
     lines: list[int] = []
     bad: list[tuple[int, str, str, object, object]] = []
     n = 0
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    get_fields = itemgetter(*FIELDS)
-    add_good, add_line = good.append, lines.append
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):  # noqa: B007  (n is the count after the loop)
             if limit_rows is not None and n > limit_rows:
@@ -62,25 +59,7 @@ def _read_jsonl(path: Path, limit_rows: int | None) -> tuple[pd.DataFrame, pd.Da
                 else:
                     bad.append((n, "invalid_json", f"not JSON: {str(exc)[:80]}", None, None))
                 continue
-            # Fast path: an object with all six fields as strings (nearly every row).
-            if type(obj) is dict:
-                try:
-                    v = get_fields(obj)
-                except KeyError:
-                    pass
-                else:
-                    if (type(v[0]) is str and type(v[1]) is str and type(v[2]) is str
-                            and type(v[3]) is str and type(v[4]) is str and type(v[5]) is str):
-                        add_good(v)
-                        add_line(n)
-                        continue
-            cols: list[list[str]] = [[] for _ in FIELDS]
-            sub_lines: list[int] = []
-            _check_and_append(obj, n, cols, sub_lines, bad)
-            if sub_lines:  # not reached for JSON input (no bytes values), kept for safety
-                add_good(tuple(c[0] for c in cols))
-                add_line(n)
-    cols = [list(c) for c in zip(*good)] if good else [[] for _ in FIELDS]
+            _check_and_append(obj, n, cols, lines, bad)
     return _frames(cols, lines, bad, n)
 
 
