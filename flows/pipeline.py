@@ -182,7 +182,7 @@ def build_flow():
         link = tracking.run_url(experiment_id, outcome.mlflow_run) if outcome.mlflow_run else None
         create_markdown_artifact(
             markdown=stage_markdown(outcome, link),
-            key=f"stage-{stage}",
+            key=f"stage-{stage.replace('_', '-')}",  # keys: lowercase letters, digits, dashes
             description=f"{stage}: {'ran' if outcome.ran else 'skipped'}",
         )
         get_run_logger().info("%s: %s in %.1fs", stage, "ran" if outcome.ran else "skipped", outcome.seconds)

@@ -64,12 +64,12 @@ def test_prefect_artifacts_per_stage(workspace, prefect_server):
     async def keys():
         async with get_client() as client:
             arts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"stage-{s}" for s in STAGES]))
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"stage-{s.replace('_', '-')}" for s in STAGES]))
             )
             return {a.key: a.data for a in arts}
 
     found = asyncio.run(keys())
-    assert set(found) == {f"stage-{s}" for s in STAGES}
+    assert set(found) == {f"stage-{s.replace('_', '-')}" for s in STAGES}
     assert "ran" in found["stage-sft"] and "Gate: passed" in found["stage-sft"]
     assert "MLflow run: http://127.0.0.1:5000/#/experiments/" in found["stage-rm"]
 
