@@ -46,7 +46,7 @@ class CausalLMPolicy(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
         from instructgpt.generation import sample
 
-        p = {"temperature": 0.7, "max_new_tokens": 48, "seed": 0, "batch_size": 32, **(params or {})}
+        p = {**GENERATION_PARAMS, **(params or {})}
         out = sample(self.model, self.tokenizer, _prompts(model_input), max_new_tokens=int(p["max_new_tokens"]),
                      temperature=float(p["temperature"]), batch_size=int(p["batch_size"]), seed=int(p["seed"]))
         return [s.response for s in out]
@@ -68,6 +68,18 @@ class RewardModelScorer(mlflow.pyfunc.PythonModel):
         return [float(x) for x in score_pairs(self.model, self.tokenizer, pairs)]
 
 
+GENERATION_PARAMS = {"temperature": 0.7, "max_new_tokens": 48, "seed": 0, "batch_size": 32}
+
+
+def signature(python_model):
+    """Input/output schema; for the policy also the generation params predict() accepts."""
+    from mlflow.models import infer_signature
+
+    if isinstance(python_model, CausalLMPolicy):
+        return infer_signature(["a prompt"], ["a response"], params=GENERATION_PARAMS)
+    return infer_signature(pd.DataFrame({"prompt": ["a prompt"], "response": ["a response"]}), [0.0])
+
+
 def log_and_register(model_dir: str, artifact_name: str, registered_name: str, python_model) -> str:
     """Log ``model_dir`` as a pyfunc in the active run, register it, tag it `candidate`; returns the version."""
     info = mlflow.pyfunc.log_model(
@@ -75,6 +87,7 @@ def log_and_register(model_dir: str, artifact_name: str, registered_name: str, p
         python_model=python_model,
         artifacts={"model": model_dir},
         pip_requirements=PIP_REQUIREMENTS,
+        signature=signature(python_model),
     )
     version = mlflow.register_model(info.model_uri, registered_name).version
     mlflow.MlflowClient().set_registered_model_alias(registered_name, "candidate", version)

@@ -40,7 +40,7 @@ def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch):
         assert reports and all(json.loads(r.read_text())["success"] for r in reports), stage
     # the report has the headline table and its images open
     report = (workspace / "outputs/evaluate/report.md").read_text()
-    assert "| comparison | win rate | 95% CI | n | paper |" in report and "| ppo vs base fewshot |" in report
+    assert "| comparison | win rate | 95% CI | n | paper |" in report and "| ppo vs base_fewshot |" in report
     import matplotlib.image
 
     for png in ["win_rates.png", "alignment_tax.png", "overoptimisation.png"]:
