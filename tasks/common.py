@@ -137,7 +137,12 @@ class Stage:
 
     def save_config(self, directory: Path) -> None:
         """Write the resolved config(s) of this stage next to a checkpoint."""
-        (directory / "instructgpt_config.json").write_text(json.dumps(self._configs, indent=2, default=str))
+        def portable(node: Any) -> Any:  # the checkpoint folder is a detail of this machine and run
+            if isinstance(node, dict):
+                return {k: portable(v) for k, v in node.items() if k != "checkpoint_dir"}
+            return node
+
+        (directory / "instructgpt_config.json").write_text(json.dumps(portable(self._configs), indent=2, default=str))
 
     # -- gate ---------------------------------------------------------------------------------
     def gate(self, tables: list[Table], part: str = "inputs") -> GateResult:
