@@ -163,7 +163,8 @@ def _atomic_dir(path: str | os.PathLike):
     return final, tmp
 
 
-def _swap_in(final: Path, tmp: Path) -> None:
+def swap_in_dir(final: Path, tmp: Path) -> None:
+    """Replace directory ``final`` by the finished ``tmp`` (rename: a reader sees old or new, never half)."""
     old = final.with_name(final.name + ".old")
     if old.exists():
         shutil.rmtree(old)
@@ -180,7 +181,7 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None
     model.save_pretrained(str(tmp))
     if tokenizer is not None:
         tokenizer.save_pretrained(str(tmp))
-    _swap_in(final, tmp)
+    swap_in_dir(final, tmp)
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -269,7 +270,7 @@ class RewardModel(nn.Module):
         (tmp / _META_FILE).write_text(json.dumps({"kind": "reward_model", "bias": float(self.bias)}, indent=2))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
-        _swap_in(final, tmp)
+        swap_in_dir(final, tmp)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dropout: float | None = None) -> "RewardModel":

@@ -18,6 +18,8 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from instructgpt.models import swap_in_dir
+
 LAST = "last"
 STATE_FILE = "trainer_state.pt"
 
@@ -41,7 +43,7 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, modules: dict[str, nn.Mod
     """Write ``modules`` (safetensors) + ``state`` (torch.save) to ``checkpoint_dir/last`` atomically."""
     root = Path(checkpoint_dir)
     root.mkdir(parents=True, exist_ok=True)
-    final, tmp, old = root / LAST, root / (LAST + ".tmp"), root / (LAST + ".old")
+    final, tmp = root / LAST, root / (LAST + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -50,13 +52,7 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, modules: dict[str, nn.Mod
     torch.save(state, tmp / STATE_FILE)
     if config is not None:
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
+    swap_in_dir(final, tmp)
     return final
 
 
