@@ -4,7 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-PROFILE ?=
+PROFILE ?= demo
+# demo runs here; any other profile in its own workspace profiles/<name>/ (flows/profiles.py)
+WS := $(if $(filter-out demo,$(PROFILE)),profiles/$(PROFILE)/,)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -21,6 +23,7 @@ export GX_ANALYTICS_ENABLED := false
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
+	@echo "               PROFILE=tiny: the tiny profile, in its own workspace profiles/tiny/"
 	@echo "make test    - the test suite"
 	@echo "make ui      - MLflow UI on http://127.0.0.1:5000 over mlflow/"
 	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start')"
@@ -44,19 +47,19 @@ data/prompts.jsonl: data.dvc | venv
 data: data/prompts.jsonl
 
 run: venv data
-	$(PY) -m flows.pipeline $(if $(PROFILE),--profile $(PROFILE))
+	$(PY) -m flows.pipeline --profile $(PROFILE)
 	@echo
-	@echo "Results:"
-	@echo "  evaluation report : outputs/evaluate/report.md"
-	@echo "  DVC metrics       : dvc metrics show   (compare runs: dvc metrics diff)"
-	@echo "  MLflow runs       : make ui, then the URL it prints"
+	@echo "Results ($(PROFILE) profile):"
+	@echo "  evaluation report : $(WS)outputs/evaluate/report.md"
+	@echo "  DVC metrics       : $(if $(WS),cd $(WS) && ,)dvc metrics show   (compare runs: dvc metrics diff)"
+	@echo "  MLflow runs       : make ui$(if $(WS), PROFILE=$(PROFILE),), then the URL it prints"
 	@echo "  Prefect artifacts : prefect server start (PREFECT_HOME=.prefect), then http://127.0.0.1:4200"
 
 test: venv
 	$(PY) -m pytest -q
 
 ui: venv
-	@$(PY) -m flows.ui
+	@cd ./$(WS) && $(CURDIR)/$(PY) -m flows.ui
 
 deploy: venv
 	$(BIN)/prefect work-pool create local --type process --overwrite
@@ -74,4 +77,4 @@ world: venv
 	$(BIN)/dvc add data && $(BIN)/dvc push
 
 clean:
-	rm -rf outputs reports .prefect
+	rm -rf outputs reports .prefect profiles/*/

@@ -6,7 +6,8 @@ stage: ran or skipped, gate result, key metrics, MLflow link). DVC calls are ser
 workspace, one `dvc repro` at a time): the tasks run one after another.
 
     python -m flows.pipeline                 # the flow, against PREFECT_API_URL or an ephemeral server
-    python -m flows.pipeline --profile tiny  # apply profiles/tiny.yaml to params.yaml first
+    python -m flows.pipeline --profile tiny  # the same in profiles/tiny/, a workspace of its own
+                                             # (flows/profiles.py; params.yaml stays untouched)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import tasks  # noqa: F401  (offline environment variables)
-from flows.profiles import apply_profile
+from flows.profiles import DEMO, profile_workspace
 from tasks import tracking
 
 STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "evaluate"]
@@ -236,11 +237,15 @@ def _overview(outcomes: list[StageOutcome], exp_id: str, parent_id: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", help="apply profiles/<name>.yaml to params.yaml before running")
+    parser.add_argument("--profile", default=DEMO,
+                        help="demo (params.yaml, here) or a profiles/<name>.yaml, run in profiles/<name>/")
     parser.add_argument("--stages", nargs="*", help=f"subset of {STAGES} (default: all, in order)")
     args = parser.parse_args(argv)
-    if args.profile:
-        apply_profile(args.profile)
+    if args.profile != DEMO:
+        workspace = profile_workspace(args.profile)
+        print(f"profile '{args.profile}': running in {workspace} (its params.yaml has the profile merged in)")
+        cmd = [sys.executable, "-m", "flows.pipeline"] + (["--stages", *args.stages] if args.stages else [])
+        return subprocess.run(cmd, cwd=workspace).returncode
     t0 = time.time()
     try:
         outcomes = build_flow()(stages=args.stages)

@@ -57,7 +57,7 @@ def score(model_dir: Path, heldout_texts: list[str], n_items: int) -> dict[str, 
     from instructgpt.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(model_dir)
-    items = inputs.read_jsonl(inputs.NLP_TASK).head(n_items).to_dict("records")
+    items = inputs.read_jsonl(inputs.raw("nlp_task")).head(n_items).to_dict("records")
     return {
         "heldout/loss": corpus_loss(model, tokenizer, heldout_texts[:500]),
         "nlp_task/accuracy": choice_accuracy(model, tokenizer, items),

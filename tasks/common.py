@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 import yaml
 
 from instructgpt.config import ConfigError, flatten, from_dict, to_dict
-from tasks import tracking
+from tasks import lineage, tracking
 from tasks.gates import GateFailed, GateResult, Table, run_gate
 
 T = TypeVar("T")
@@ -50,10 +51,38 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         return yaml.safe_load(f) or {}
 
 
-def declared_outputs(stage: str, dvc_file: str | Path = "dvc.yaml") -> dict[str, list[str]]:
-    """The stage's outs, metrics and plots as declared in dvc.yaml (the single source of truth)."""
+_VAR = re.compile(r"\$\{\s*([\w.-]+)\s*\}")
+
+
+def _interpolate(node: Any, params: dict[str, Any]) -> Any:
+    """Resolve dvc.yaml's ``${section.key}`` templating from params.yaml, as DVC does."""
+    if isinstance(node, str):
+        def value(m: re.Match) -> str:
+            v: Any = params
+            for part in m.group(1).split("."):
+                if not isinstance(v, dict) or part not in v:
+                    raise ConfigError(f"dvc.yaml uses ${{{m.group(1)}}}, which params.yaml does not define")
+                v = v[part]
+            return str(v)
+
+        return _VAR.sub(value, node)
+    if isinstance(node, list):
+        return [_interpolate(x, params) for x in node]
+    if isinstance(node, dict):
+        return {_interpolate(k, params): _interpolate(v, params) for k, v in node.items()}
+    return node
+
+
+def dvc_stages(dvc_file: str | Path = "dvc.yaml", params_file: str | Path = "params.yaml") -> dict[str, Any]:
+    """dvc.yaml's stages with ``${...}`` resolved from params.yaml."""
     with open(dvc_file) as f:
-        spec = yaml.safe_load(f)["stages"][stage]
+        stages = yaml.safe_load(f)["stages"]
+    return _interpolate(stages, load_params(params_file))
+
+
+def declared_outputs(stage: str, dvc_file: str | Path = "dvc.yaml") -> dict[str, list[str]]:
+    """The stage's deps, outs, metrics and plots as declared in dvc.yaml (the single source of truth)."""
+    spec = dvc_stages(dvc_file)[stage]
 
     def paths(key: str) -> list[str]:
         out = []
@@ -80,6 +109,9 @@ class Stage:
         self._curve: list[dict[str, float]] = []
         self._configs: dict[str, Any] = {}
         self._checkpoints: list[Path] = []
+        self._journal: Path | None = None
+        self.resumed_from_step: int | None = None
+        """The step training resumed from (None: started afresh)."""
         self._t0 = time.time()
         if self.is_main:
             for old in Path("reports/gates").glob(f"{name}.*.json"):  # reports of an earlier run
@@ -91,9 +123,13 @@ class Stage:
         return RANK == 0
 
     # -- params -------------------------------------------------------------------------------
-    def config(self, cls: type[T], key: str | None = None) -> T:
-        """Fill ``cls`` from ``params[stage]`` (or ``params[stage][key]``) and record it."""
+    def config(self, cls: type[T], key: str | None = None, overrides: dict[str, Any] | None = None) -> T:
+        """Fill ``cls`` from ``params[stage]`` (or ``params[stage][key]``) and record it.
+
+        ``overrides`` replace params values before anything is recorded, so that the logged and
+        saved config is exactly the one the trainer receives (e.g. ppo_noptx's ``ptx_coef: 0``)."""
         data = self.section if key is None else (self.section.get(key) or {})
+        data = {**data, **(overrides or {})}
         where = self.section_name if key is None else f"{self.section_name}.{key}"
         cfg = from_dict(cls, self._with_checkpoint_dirs(data), where)
         self._configs[where] = to_dict(cfg)
@@ -106,11 +142,15 @@ class Stage:
 
     def _with_checkpoint_dirs(self, data: dict[str, Any]) -> dict[str, Any]:
         """Give every (nested) section with ``checkpoint_every`` a ``checkpoint_dir`` keyed by the
-        section's params and the stage's inputs.
+        section's params and the content of the stage's inputs.
 
         A stage killed mid-training resumes from its last checkpoint when re-run with the same
-        params and inputs; changed params or inputs start afresh. The folder lives under
-        ``outputs/.checkpoints`` (not a DVC output) and is removed once the stage succeeds."""
+        params and inputs; changed params or inputs start afresh. The key hashes file contents,
+        not modification times, so a `dvc checkout` or a fresh clone still finds the checkpoint.
+        The folder lives under ``outputs/.checkpoints`` (not a DVC output) and is removed once the
+        stage succeeds. A resumed stage says so (stdout, MLflow tag ``resumed_from_step``) and
+        restores the metrics logged before the kill from the folder's journal, so its curves cover
+        the whole run."""
         key = hashlib.sha256(
             json.dumps({"params": data, "inputs": self._inputs_signature()}, sort_keys=True, default=str).encode()
         ).hexdigest()[:12]
@@ -123,17 +163,48 @@ class Stage:
                 directory = Path("outputs/.checkpoints") / f"{path}-{key}"
                 self._checkpoints.append(directory)
                 node["checkpoint_dir"] = str(directory)
+                self._open_journal(directory)
             return node
 
         return fill(dict(data), self.name)
 
-    def _inputs_signature(self) -> list[tuple[str, int, int]]:
-        """(path, size, mtime) of every file this stage depends on, per dvc.yaml."""
+    def _inputs_signature(self) -> list[tuple[str, str]]:
+        """(path, content hash) of every file this stage depends on, per dvc.yaml."""
         sig = []
         for dep in self._declared["deps"]:
             paths = sorted(Path(dep).rglob("*")) if Path(dep).is_dir() else [Path(dep)]
-            sig += [(str(p), p.stat().st_size, int(p.stat().st_mtime)) for p in paths if p.is_file()]
+            for p in paths:
+                if p.is_file() and "__pycache__" not in p.parts:
+                    with open(p, "rb") as f:
+                        sig.append((str(p), hashlib.file_digest(f, "blake2b").hexdigest()[:32]))
         return sig
+
+    def _open_journal(self, directory: Path) -> None:
+        """Metrics journal of a resumable run: restored (up to the checkpoint's step) on resume."""
+        if not self.is_main or self._journal is not None:
+            return
+        from instructgpt.train.checkpoint import checkpoint_step
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self._journal = directory / "journal.jsonl"
+        step = checkpoint_step(directory)
+        if step is None:  # a fresh start: a journal left by a run killed before its first checkpoint is stale
+            self._journal.unlink(missing_ok=True)
+            return
+        self.resumed_from_step = step
+        rows = [json.loads(line) for line in self._journal.read_text().splitlines()] if self._journal.exists() else []
+        self._curve = [r for r in rows if r["step"] <= step]  # later steps are trained (and logged) again
+        with open(self._journal, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self._curve)
+        print(f"[{self.name}] resuming from the checkpoint at step {step} ({directory}); "
+              f"{len(self._curve)} logged steps restored")
+        if self.run is not None:
+            import mlflow
+
+            mlflow.set_tag("resumed_from_step", str(step))
+            mlflow.log_param("resume.from_step", step)
+            for row in self._curve:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
 
     def save_config(self, directory: Path) -> None:
         """Write the resolved config(s) of this stage next to a checkpoint."""
@@ -185,6 +256,14 @@ class Stage:
 
             mlflow.log_metrics(clean, step=step)
         self._curve.append({"step": step, **clean})
+        if self._journal is not None:
+            with open(self._journal, "a") as f:
+                f.write(json.dumps({"step": step, **clean}) + "\n")
+
+    @property
+    def curve(self) -> list[dict[str, float]]:
+        """Every metrics row logged in this run, steps before a resume included."""
+        return list(self._curve)
 
     def _write_metrics_and_curve(self) -> None:
         metrics_files = self._declared["metrics"]
@@ -235,6 +314,7 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
     ``section`` is the params.yaml section to read when it differs from the stage name (two
     stages sharing one section, e.g. ppo and ppo_noptx)."""
     Path("outputs").mkdir(exist_ok=True)
+    lineage.record_opens(name)
     try:
         params = load_params()
     except (OSError, yaml.YAMLError) as exc:

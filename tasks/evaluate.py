@@ -45,13 +45,13 @@ def body(stage: Stage) -> None:
     if len(test) > cfg.n_prompts:
         test = test.sample(n=cfg.n_prompts, random_state=cfg.seed).sort_values("prompt_id")
     texts = test["text"].astype(str).tolist()
-    demos = inputs.read_jsonl(inputs.DEMONSTRATIONS).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
+    demos = inputs.read_jsonl(inputs.raw("demonstrations")).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
     responses = generate_all(cfg, texts, fewshot_prefix(demos))
     responses[REFERENCE] = [str(demos.get(pid, "")) for pid in test["prompt_id"]]
 
     from instructgpt.world import load_world
 
-    world = load_world("data")
+    world = load_world(inputs.raw("world"))
     metrics, win_rows, per_family = judge_all(cfg, world, test, responses)
     heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
     metrics.update(alignment_tax(cfg, heldout))
@@ -159,7 +159,7 @@ def alignment_tax(cfg, heldout_fraction: float) -> dict[str, float]:
     from instructgpt.models import load_causal_lm
 
     _, heldout_texts = inputs.split_corpus(inputs.corpus(), heldout_fraction)
-    items = inputs.read_jsonl(inputs.NLP_TASK).head(cfg.nlp_task_items).to_dict("records")
+    items = inputs.read_jsonl(inputs.raw("nlp_task")).head(cfg.nlp_task_items).to_dict("records")
     out = {}
     for name, path in MODELS.items():
         model, tokenizer = load_causal_lm(path)

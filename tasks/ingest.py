@@ -8,10 +8,10 @@ from pathlib import Path
 import great_expectations.expectations as gxe
 import pandas as pd
 
+from tasks import inputs
 from tasks.common import Stage, main
 from tasks.gates import Table
 
-RAW = Path("data/prompts.jsonl")
 COLUMNS = ["prompt_id", "user_id", "text", "timestamp", "source", "style", "dataset", "split"]
 
 
@@ -19,7 +19,7 @@ def body(stage: Stage) -> None:
     from instructgpt.ingest import IngestConfig, PiiDetector, ingest
 
     cfg = stage.config(IngestConfig)
-    result = ingest(RAW, cfg, progress=True)
+    result = ingest(inputs.raw("prompts"), cfg, progress=True)
     kept, report = result.kept, result.report
     detector = PiiDetector(cfg.pii)
     stage.gate(gate_tables(kept, report, cfg.max_prompts_per_user, detector), part="outputs")

@@ -1,18 +1,38 @@
-"""Readers for the files stages pass to each other (formats: docs/ARCHITECTURE.md)."""
+"""Readers for the files stages pass to each other (formats: docs/ARCHITECTURE.md).
+
+The raw inputs are named once, in params.yaml's ``inputs`` section; dvc.yaml takes its deps from
+the same keys (``${inputs.prompts}``), so what a stage reads is what DVC tracks.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
 import pandas as pd
 
-RAW_PROMPTS = Path("data/prompts.jsonl")
 PROMPTS = Path("outputs/ingest/prompts.jsonl")
 QUARANTINE = Path("outputs/ingest/quarantine.jsonl")
-DEMONSTRATIONS = Path("data/demonstrations.jsonl")
-CORPUS = Path("data/corpus.jsonl")
-NLP_TASK = Path("data/nlp_task.jsonl")
+RAW_INPUTS = ("prompts", "demonstrations", "corpus", "nlp_task", "world")
+
+
+@functools.cache
+def _inputs_section() -> dict[str, str]:
+    from tasks.common import load_params
+
+    section = load_params().get("inputs") or {}
+    missing = [k for k in RAW_INPUTS if not section.get(k)]
+    if missing:
+        from instructgpt.config import ConfigError
+
+        raise ConfigError(f"params.yaml 'inputs' lacks {missing}: name the path of each raw input there")
+    return section
+
+
+def raw(name: str) -> Path:
+    """Path of raw input ``name`` (prompts, demonstrations, corpus, nlp_task, world) from params.yaml."""
+    return Path(_inputs_section()[name])
 
 
 def read_jsonl(path: Path) -> pd.DataFrame:
@@ -34,7 +54,7 @@ def prompts(dataset: str | None = None, splits: tuple[str, ...] | None = None) -
 
 def corpus(max_documents: int | None = None) -> pd.DataFrame:
     """The pretraining corpus with a ``heldout`` flag column left to the caller."""
-    df = read_jsonl(CORPUS)
+    df = read_jsonl(raw("corpus"))
     if max_documents is not None:
         df = df.head(max_documents)
     return df.reset_index(drop=True)
@@ -50,11 +70,3 @@ def split_corpus(df: pd.DataFrame, fraction: float) -> tuple[list[str], list[str
     """(train texts, held-out texts)."""
     mask = df["doc_id"].astype(str).map(lambda d: is_heldout(d, fraction))
     return df.loc[~mask, "text"].tolist(), df.loc[mask, "text"].tolist()
-
-
-def pii_detector(params: dict):
-    """The ingest stage's PII detector (same settings), for gates that must find no PII."""
-    from instructgpt.config import from_dict
-    from instructgpt.ingest import IngestConfig, PiiDetector
-
-    return PiiDetector(from_dict(IngestConfig, params.get("ingest"), "ingest").pii)

@@ -11,6 +11,7 @@ import pandas as pd
 from tasks import inputs
 from tasks.common import Stage, main, write_jsonl
 from tasks.gates import Table
+from tasks.rankings import ranking_tables
 
 OVERSAMPLE = 2  # draw 2K candidates and keep the first K distinct ones (paper: K distinct outputs)
 
@@ -64,7 +65,7 @@ def simulated_rankings(cfg, prompts: pd.DataFrame) -> tuple[list[dict], dict[str
     flat = [t for t, k in zip(texts, ks) for _ in range(OVERSAMPLE * int(k))]
     samples = sample(model, tokenizer, flat, max_new_tokens=cfg.max_new_tokens,
                      temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed)
-    world = load_world("data")
+    world = load_world(inputs.raw("world"))
     train_pool, heldout_pool = world.training_labelers(), world.heldout_labelers()
     rows, agree_train, agree_heldout, dropped = [], [], [], 0
     pos = 0
@@ -127,28 +128,6 @@ def input_tables(prompts: pd.DataFrame) -> list[Table]:
             gxe.ExpectTableRowCountToBeBetween(min_value=1),
             gxe.ExpectColumnValuesToNotBeNull(column="prompt_id"),
             gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
-        ])
-    ]
-
-
-def ranking_tables(rows: list[dict], k_min: int, k_max: int) -> list[Table]:
-    """Every ranking a permutation of K distinct outputs, K in range, labeler ids present."""
-    frame = pd.DataFrame(
-        {
-            "prompt_id": [r["prompt_id"] for r in rows],
-            "labeler_id": [r["labeler_id"] for r in rows],
-            "k": [len(r["responses"]) for r in rows],
-            "is_permutation": [sorted(r["ranking"]) == list(range(len(r["responses"]))) for r in rows],
-            "distinct_outputs": [len(set(r["responses"])) == len(r["responses"]) for r in rows],
-        }
-    )
-    return [
-        Table("rankings", frame, [
-            gxe.ExpectTableRowCountToBeBetween(min_value=1),
-            gxe.ExpectColumnValuesToNotBeNull(column="labeler_id"),
-            gxe.ExpectColumnValuesToBeBetween(column="k", min_value=k_min, max_value=k_max),
-            gxe.ExpectColumnValuesToBeInSet(column="is_permutation", value_set=[True]),
-            gxe.ExpectColumnValuesToBeInSet(column="distinct_outputs", value_set=[True]),
         ])
     ]
 

@@ -12,7 +12,6 @@ SFT this gives the reward over-optimisation curve (`overopt.csv`), which tells w
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pandas as pd
 from tasks import inputs
 from tasks.common import Stage, main, write_jsonl
 from tasks.gates import Table
+from tasks.pii import pii_detector
 
 
 def make_body(variant: str):
@@ -30,11 +30,9 @@ def make_body(variant: str):
     def body(stage: Stage) -> None:
         from instructgpt.train.ppo import PPOConfig
 
-        cfg = stage.config(PPOConfig)
-        if variant == "ppo_noptx":
-            cfg = dataclasses.replace(cfg, ptx_coef=0.0)
+        cfg = stage.config(PPOConfig, overrides={"ptx_coef": 0.0} if variant == "ppo_noptx" else None)
         prompts = inputs.prompts("ppo", ("train",))
-        stage.gate(gate_tables(prompts, inputs.pii_detector(stage.params)))
+        stage.gate(gate_tables(prompts, pii_detector(stage.params)))
         heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
         ptx_texts, _ = inputs.split_corpus(inputs.corpus(), heldout)  # never the held-out documents
         out = stage.path(f"outputs/{variant}/model")
@@ -54,25 +52,20 @@ def make_body(variant: str):
 
 
 class OverOptimisation:
-    """Collects (step, KL, RM score, gold utility) from the trainer's periodic samples."""
+    """Collects (step, KL, RM score, gold utility) from the trainer's periodic samples.
+
+    The rows go through ``stage.log`` (MLflow and the stage's metrics journal), so that a resumed
+    run's curve still starts at step 1."""
 
     def __init__(self, prompts: pd.DataFrame, stage: Stage) -> None:
         self.stage = stage
         self.ids = dict(zip(prompts["text"].astype(str), prompts["prompt_id"]))
-        self.rows: list[dict[str, float]] = []
-        self.kl: dict[int, float] = {}
         try:
             from instructgpt.world import load_world
 
-            self.pool = load_world("data").heldout_labelers()
+            self.pool = load_world(inputs.raw("world")).heldout_labelers()
         except (FileNotFoundError, OSError):  # real data: no gold judge, no curve
             self.pool = None
-
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        """The trainer's metrics callback: keep the KL, pass everything on."""
-        if "ppo/objective/kl" in metrics:
-            self.kl[step] = metrics["ppo/objective/kl"]
-        self.stage.log(metrics, step)
 
     def samples(self, samples: list[dict], step: int) -> None:
         """The trainer's sample callback: gold utility of the samples, logged next to the RM score."""
@@ -81,17 +74,14 @@ class OverOptimisation:
         utils = [self.pool.utility(self.ids[s["prompt"]], s["response"]) for s in samples if s["prompt"] in self.ids]
         if not utils:
             return
-        row = {
-            "step": step,
-            "kl": self.kl.get(step, float("nan")),
-            "rm_score": sum(s["score"] for s in samples) / len(samples),
-            "gold_utility": sum(utils) / len(utils),
-        }
-        self.rows.append(row)
-        self.stage.log({"ppo/gold/utility": row["gold_utility"]}, step)
+        self.stage.log({"ppo/gold/utility": sum(utils) / len(utils),
+                        "ppo/gold/rm_score": sum(s["score"] for s in samples) / len(samples)}, step)
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=["step", "kl", "rm_score", "gold_utility"])
+        kl = {r["step"]: r["ppo/objective/kl"] for r in self.stage.curve if "ppo/objective/kl" in r}
+        rows = [{"step": r["step"], "kl": kl.get(r["step"], float("nan")), "rm_score": r["ppo/gold/rm_score"],
+                 "gold_utility": r["ppo/gold/utility"]} for r in self.stage.curve if "ppo/gold/utility" in r]
+        return pd.DataFrame(rows, columns=["step", "kl", "rm_score", "gold_utility"])
 
 
 def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Stage,
@@ -105,7 +95,7 @@ def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Sta
     value_model = RewardModel.from_pretrained("outputs/rm/model")  # value function initialised from the RM
     reward_model = RewardModel.from_pretrained("outputs/rm/model")
     metrics = train_ppo(policy, ref_policy, value_model, reward_model, tokenizer, prompts, ptx_texts, cfg,
-                        overopt.log, sample_log=overopt.samples)
+                        stage.log, sample_log=overopt.samples)
     save_model(policy, tokenizer, out)
     stage.save_config(out)
     shown = sample(policy, tokenizer, prompts[:32], max_new_tokens=cfg.max_new_tokens,

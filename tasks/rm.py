@@ -8,7 +8,7 @@ import pandas as pd
 from tasks import inputs
 from tasks.common import Stage, main
 from tasks.gates import Table
-from tasks.label import ranking_tables
+from tasks.rankings import ranking_tables
 
 COMPARISONS = "outputs/label/comparisons.jsonl"
 
@@ -56,7 +56,7 @@ def run_rm(cfg, train, valid, demos, out, stage: Stage) -> dict:
 def demonstrations() -> list[tuple[str, str]]:
     """(prompt, demonstration) of the SFT training prompts: their mean reward is set to 0."""
     prompts = inputs.prompts("sft", ("train",))
-    demos = inputs.read_jsonl(inputs.DEMONSTRATIONS)
+    demos = inputs.read_jsonl(inputs.raw("demonstrations"))
     joined = prompts.merge(demos, on="prompt_id", how="inner")
     return list(zip(joined["text"].astype(str), joined["response"].astype(str)))
 

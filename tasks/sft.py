@@ -8,6 +8,7 @@ import pandas as pd
 from tasks import inputs
 from tasks.common import Stage, main, write_jsonl
 from tasks.gates import Table
+from tasks.pii import pii_detector
 
 MAX_RESPONSE_CHARS = 2000
 
@@ -17,10 +18,10 @@ def body(stage: Stage) -> None:
 
     cfg = stage.config(SFTConfig)
     prompts = inputs.prompts("sft", ("train", "valid"))
-    demos = inputs.read_jsonl(inputs.DEMONSTRATIONS)
+    demos = inputs.read_jsonl(inputs.raw("demonstrations"))
     known = known_prompt_ids()
     joined = prompts.merge(demos, on="prompt_id", how="left", validate="one_to_many")
-    stage.gate(gate_tables(prompts, demos, joined, known, inputs.pii_detector(stage.params)))
+    stage.gate(gate_tables(prompts, demos, joined, known, pii_detector(stage.params)))
 
     train = _pairs(joined[joined["split"] == "train"])
     valid = _pairs(joined[joined["split"] == "valid"])
@@ -59,18 +60,12 @@ def sample_valid(model_dir, prompts: list[str], seed: int) -> list[dict]:
 
 
 def known_prompt_ids() -> set[str]:
-    """Every prompt id of the raw log (demonstrations may refer to prompts ingestion removed)."""
-    import json
-
+    """Every prompt id the log held: kept by ingestion or quarantined by it (demonstrations may
+    refer to prompts ingestion removed). Read from ingest's outputs, so any log format works."""
     ids: set[str] = set()
-    with open(inputs.RAW_PROMPTS, "rb") as f:
-        for line in f:
-            try:
-                pid = json.loads(line).get("prompt_id")
-            except (ValueError, AttributeError):  # malformed rows: ingestion quarantines them
-                continue
-            if isinstance(pid, str):
-                ids.add(pid)
+    for frame in (inputs.read_jsonl(inputs.PROMPTS), inputs.read_jsonl(inputs.QUARANTINE)):
+        if "prompt_id" in frame:
+            ids.update(pid for pid in frame["prompt_id"] if isinstance(pid, str))
     return ids
 
 

@@ -22,6 +22,7 @@ from instructgpt.models import swap_in_dir
 
 LAST = "last"
 STATE_FILE = "trainer_state.pt"
+STEP_FILE = "step.json"  # the step alone, readable without loading the trainer state
 
 
 def rng_state() -> dict[str, Any]:
@@ -50,10 +51,22 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, modules: dict[str, nn.Mod
     for name, module in modules.items():
         save_model(module, str(tmp / f"{name}.safetensors"))  # handles tied weights
     torch.save(state, tmp / STATE_FILE)
+    if "step" in state:
+        (tmp / STEP_FILE).write_text(json.dumps({"step": int(state["step"])}))
     if config is not None:
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
     swap_in_dir(final, tmp)
     return final
+
+
+def checkpoint_step(checkpoint_dir: str | os.PathLike | None) -> int | None:
+    """The step a trainer would resume from in ``checkpoint_dir``; None when there is no checkpoint."""
+    if not checkpoint_dir:
+        return None
+    final = Path(checkpoint_dir) / LAST
+    if not (final / STATE_FILE).is_file() or not (final / STEP_FILE).is_file():
+        return None
+    return int(json.loads((final / STEP_FILE).read_text())["step"])
 
 
 def load_checkpoint(checkpoint_dir: str | os.PathLike | None, modules: dict[str, nn.Module]) -> dict[str, Any] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,21 +22,17 @@ def git(ws: Path, *args: str) -> None:
 
 
 def make_workspace(dest: Path, profile: str = "tiny") -> Path:
-    """Copy what git would see of the repo (tracked + untracked, not ignored), commit it, pull data."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True, capture_output=True
-    ).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
+    """Copy what git would see of the repo (tracked + untracked, not ignored), commit it, pull data,
+    merge the profile into its params.yaml."""
+    from flows.profiles import apply_profile, copy_project
+
+    copy_project(REPO, dest)
     git(dest, "init", "-q")
     git(dest, "add", "-A")
     git(dest, "commit", "-qm", "workspace")
     run(dest, "dvc", "pull", "-q", "data.dvc")
     if profile:
-        run(dest, sys.executable, "-m", "flows.profiles", profile)
+        apply_profile(profile, dest / "params.yaml", dest / "profiles")
     return dest
 
 

@@ -26,7 +26,8 @@ def _flow(ws: Path, monkeypatch) -> list[dict]:
     return build_flow()()
 
 
-def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch):
+def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch, audit_dir):
+    monkeypatch.setenv("INSTRUCTGPT_AUDIT_OPENS", str(audit_dir))  # what each stage reads: see below
     outcomes = _flow(workspace, monkeypatch)
     assert [o["stage"] for o in outcomes] == STAGES
     assert all(o["ran"] for o in outcomes), outcomes
@@ -53,6 +54,37 @@ def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch):
     assert len(curve) >= 2 and curve["gold_utility"].notna().all()
     # DVC agrees that everything is up to date
     assert "up to date" in run(workspace, "dvc", "status").stdout.lower()
+
+
+@pytest.fixture(scope="module")
+def audit_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("audit")
+
+
+# Read by every stage without being a dep: DVC's own files, the params (declared per key), the
+# stage's resumable checkpoints and its staged outputs, the tracking store and gate reports.
+NOT_LINEAGE = ["params.yaml", "dvc.yaml", ".dvc", "mlflow", "reports", "outputs/.checkpoints"]
+
+
+def test_stages_read_only_declared_files(workspace, audit_dir):
+    """Every file a stage opened while the flow ran is a declared dep (or its own output)."""
+    import re
+
+    from tasks.common import dvc_stages
+    from tasks.lineage import covered
+
+    specs = dvc_stages(workspace / "dvc.yaml", workspace / "params.yaml")
+    seen = set()
+    for record in audit_dir.glob("*.txt"):
+        stage = record.name.split(".")[0]
+        seen.add(stage)
+        spec = specs[stage]
+        declared = [next(iter(d)) if isinstance(d, dict) else d
+                    for key in ("deps", "outs", "metrics", "plots") for d in spec.get(key, [])]
+        opened = [re.sub(rf"^outputs/\.staging-{stage}-[^/]+/", "", p) for p in record.read_text().split()]
+        undeclared = [p for p in opened if not covered(p, declared + NOT_LINEAGE)]
+        assert not undeclared, f"stage {stage} read files dvc.yaml does not declare: {undeclared}"
+    assert seen == set(STAGES)
 
 
 def test_prefect_artifacts_per_stage(workspace, prefect_server):
@@ -96,6 +128,11 @@ def test_mlflow_parent_and_children(workspace, monkeypatch):
     for stage in ["base", "sft", "rm", "ppo", "ppo_noptx"]:
         files = [f.path for f in client.list_artifacts(by_stage[stage].info.run_id, "model")]
         assert any(f.endswith(".safetensors") for f in files), (stage, files)
+    # what ppo_noptx records is what it trained with (γ = 0), in MLflow and next to the model
+    assert float(by_stage["ppo_noptx"].data.params["ppo.ptx_coef"]) == 0.0
+    assert float(by_stage["ppo"].data.params["ppo.ptx_coef"]) > 0.0
+    saved = json.loads((workspace / "outputs/ppo_noptx/model/instructgpt_config.json").read_text())
+    assert saved["ppo"]["ptx_coef"] == 0.0
     # step-wise training curve
     history = client.get_metric_history(by_stage["sft"].info.run_id, "train/loss")
     assert len(history) > 1

@@ -1,8 +1,13 @@
-"""Profiles merge into params.yaml, keep comments, and refuse unknown keys."""
+"""Profiles run in a workspace of their own: params merged there, no tracked file changes."""
+
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from flows.profiles import apply_profile
+from flows.profiles import apply_profile, profile_workspace
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_apply_profile_merges_and_keeps_comments(tmp_path):
@@ -22,5 +27,35 @@ def test_unknown_key_and_unknown_profile(tmp_path):
     (tmp_path / "profiles" / "bad.yaml").write_text("sft:\n  epoch: 1\n")
     with pytest.raises(KeyError, match="sft.epoch"):
         apply_profile("bad", params, tmp_path / "profiles")
-    with pytest.raises(SystemExit, match="known profiles are"):
+    with pytest.raises(SystemExit, match=r"known profiles are \['bad', 'demo'\]"):
         apply_profile("missing", params, tmp_path / "profiles")
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def test_profile_runs_in_its_own_workspace_and_leaves_git_clean(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "profiles").mkdir(parents=True)
+    (repo / "tasks").mkdir()
+    (repo / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    (repo / "params.yaml").write_text("sft:\n  epochs: 16  # paper: 16\n")
+    (repo / "profiles" / "tiny.yaml").write_text("sft:\n  epochs: 1\n")
+    (repo / "tasks" / "sft.py").write_text("print('v1')\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "init")
+    (repo / "tasks" / "sft.py").write_text("print('v2, not committed')\n")  # a developer's edit travels too
+
+    assert profile_workspace("demo", repo) == repo
+    ws = profile_workspace("tiny", repo)
+    assert ws == repo / "profiles" / "tiny"
+    assert "# paper: 16" in (ws / "params.yaml").read_text() and "epochs: 1 " in (ws / "params.yaml").read_text()
+    assert (ws / "tasks" / "sft.py").read_text() == "print('v2, not committed')\n"
+    assert (repo / "params.yaml").read_text() == "sft:\n  epochs: 16  # paper: 16\n"
+    assert _git(repo, "status", "--porcelain") == " M tasks/sft.py\n"  # the edit, nothing else
+    assert "no_scm = true" in (ws / ".dvc" / "config.local").read_text()
+    with pytest.raises(SystemExit, match="unknown profile 'huge'"):
+        profile_workspace("huge", repo)
