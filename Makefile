@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 PROFILE ?= demo
+# extra pip arguments for torch, e.g. PyTorch's CPU wheel index on a stock Linux machine
+TORCH_PIP_ARGS ?=
 # demo runs here; any other profile in its own workspace profiles/<name>/ (flows/profiles.py)
 WS := $(if $(filter-out demo,$(PROFILE)),profiles/$(PROFILE)/,)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -34,7 +36,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: a looser request pulls a multi-GB CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 

@@ -1,0 +1,1 @@
+"""The InstructGPT recipe as a library: ingestion, models, losses, trainers, evaluation, the simulated world."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import atexit
 import os
+import sys
 from pathlib import Path
 
 PACKAGES = ("instructgpt", "tasks", "flows")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-# What the paper reports for the same comparison (PAPER.md; 175B models, human labelers).
+# What the paper reports for the same comparison (docs/RECIPE.md; 175B models, human labelers).
 PAPER_WIN_RATES = {
     "ppo_vs_base": "85 ± 3 % (InstructGPT vs GPT-3)",
     "ppo_vs_base_fewshot": "71 ± 4 % (vs few-shot GPT-3)",

@@ -60,13 +60,13 @@ def sample_valid(model_dir, prompts: list[str], seed: int) -> list[dict]:
 
 
 def known_prompt_ids() -> set[str]:
-    """Every prompt id the log held: kept by ingestion or quarantined by it (demonstrations may
-    refer to prompts ingestion removed). Read from ingest's outputs, so any log format works."""
-    ids: set[str] = set()
-    for frame in (inputs.read_jsonl(inputs.PROMPTS), inputs.read_jsonl(inputs.QUARANTINE)):
-        if "prompt_id" in frame:
-            ids.update(pid for pid in frame["prompt_id"] if isinstance(pid, str))
-    return ids
+    """Every prompt id of the raw log, JSONL or Parquet (demonstrations may refer to prompts
+    ingestion removed, or did not read under ``ingest.limit_rows``)."""
+    from instructgpt.ingest.schema import read_rows
+
+    rows, malformed, _ = read_rows(inputs.raw("prompts"), None)
+    ids = [*rows.get("prompt_id", []), *malformed.get("prompt_id", [])]
+    return {pid for pid in ids if isinstance(pid, str)}
 
 
 def gate_tables(prompts, demos, joined, known: set[str], detector) -> list[Table]:

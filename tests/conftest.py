@@ -3,7 +3,7 @@
 import os
 import tempfile
 
-# Before any import of prefect/mlflow/dvc/transformers (DESIGN.md, "Environment").
+# Before any import of prefect/mlflow/dvc/transformers (README, "Offline").
 _home = tempfile.mkdtemp(prefix="instructgpt-tests-")
 for key, value in {
     "DO_NOT_TRACK": "true",

@@ -3,7 +3,7 @@
 Bandit episodes: a prompt, one sampled response, the RM score on its last real token, minus
 β·KL(π^RL ‖ π^SFT) per token. Value model initialised from the RM. PPO-ptx adds
 γ·(pretraining LM loss) to the SAME backward pass (one backward of ppo loss + ptx_coef·lm loss).
-Conventions from the paper's successors (lm-human-preferences, TRL), see docs in PAPER.md:
+Conventions from the paper's successors (lm-human-preferences, TRL), see docs/RECIPE.md:
 temperature-scaled logits for sampling AND log-probabilities, no top-k/top-p, responses end at
 the first EOS (later tokens are padding, masked everywhere), fixed penalty score when a response
 never emits EOS, dropout off in all four models.

@@ -172,6 +172,23 @@ def test_second_run_skips_everything(workspace, prefect_server, monkeypatch):
     assert time.time() - t0 < 60
 
 
+def test_run_cache_through_a_remote_skips_training(workspace, tmp_path_factory):
+    """README, scaling out: `dvc push --run-cache` here, `dvc pull --run-cache` in a second
+    workspace, and its `dvc repro` restores every stage's outputs instead of training again."""
+    from tests.e2e.conftest import make_workspace
+
+    remote = tmp_path_factory.mktemp("shared-remote")
+    run(workspace, "dvc", "remote", "add", "-f", "shared", str(remote))
+    run(workspace, "dvc", "push", "-q", "-r", "shared", "--run-cache")
+    other = make_workspace(tmp_path_factory.mktemp("second"))
+    run(other, "dvc", "remote", "add", "-f", "shared", str(remote))
+    run(other, "dvc", "pull", "-q", "-r", "shared", "--run-cache")
+    out = run(other, "dvc", "repro").stdout
+    assert out.count("is cached - skipping run") == len(STAGES), out
+    assert "Running stage" not in out
+    assert _cached_outs(other) == _cached_outs(workspace)
+
+
 def test_ppo_param_change_reruns_only_ppo_and_evaluate(workspace, prefect_server, monkeypatch):
     from ruamel.yaml import YAML
 
