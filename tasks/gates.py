@@ -121,6 +121,13 @@ def run_gate(stage: str, tables: list[Table], part: str = "inputs") -> GateResul
     return gate
 
 
+def pii_types(detector, texts) -> list[str]:
+    """Per text, the comma-joined PII types the ingest stage's detector finds ('' when none).
+    One `find_many` over the column: the very function (and text normalisation) the ingest
+    filter used, so a gate flags only what the filter would have removed."""
+    return [",".join(sorted({s.type for s in spans})) for spans in detector.find_many([str(t) for t in texts])]
+
+
 def _short(value: Any, limit: int = 120) -> Any:
     """Keep examples readable in messages: long strings are cut."""
     if isinstance(value, str) and len(value) > limit:
