@@ -15,6 +15,11 @@ nearly every prompt is ASCII, so the 1M-row stage pays for normalisation only on
 replaces the original characters and the user's text is otherwise kept as written. The view is
 cut into segments that normalise on their own (a character with its combining marks); a span
 covers whole segments, so it can only grow, never miss a character of the value.
+
+Why map back rather than keep the normalised text: the filter should change nothing but the
+PII it removes (a French prompt keeps its typographic apostrophes, a Japanese one its
+full-width punctuation); and the gate, which normalises again, sees exactly the view the
+filter redacted.
 """
 
 from __future__ import annotations
@@ -84,39 +89,37 @@ class SourceMap:
 
 def _segment_map(text: str, view: str) -> tuple[list[int], list[int]]:
     """Per view character, the (start, end) in `text` of the segment it came from. Segments
-    start at each character that is not a combining mark; if their views do not add up to
-    the whole view (a composition across segments, e.g. half-width katakana + sound mark),
-    segments start only at ASCII characters (nothing composes with an ASCII starter), and
-    as a last resort the whole text is one segment."""
-    for cut in (_at_non_combining, _at_ascii):
-        mapped = _try_segments(text, view, cut)
-        if mapped is not None:
-            return mapped
-    return [0] * len(view), [len(text)] * len(view)
-
-
-def _at_non_combining(ch: str) -> bool:
-    return unicodedata.combining(ch) == 0 and unicodedata.category(ch) not in ("Mn", "Mc", "Me")
-
-
-def _at_ascii(ch: str) -> bool:
-    return ch.isascii()
-
-
-def _try_segments(text: str, view: str, cut) -> tuple[list[int], list[int]] | None:
-    starts: list[int] = []
-    ends: list[int] = []
-    pieces: list[str] = []
+    start at each character that is not a combining mark, and a segment whose view does not
+    simply follow its predecessor's (a composition across them, e.g. half-width katakana +
+    sound mark) is merged into it. Should the views still not add up to the whole view, the
+    whole text is one segment (a span then redacts everything: never less than the value)."""
+    groups: list[tuple[int, int, str]] = []  # (start, end, view of text[start:end])
     seg_start = 0
     for i in range(1, len(text) + 1):
-        if i < len(text) and not cut(text[i]):
+        if i < len(text) and not _starts_segment(text[i]):
             continue
         piece = _fold_cached(text[seg_start:i])
-        pieces.append(piece)
-        starts.extend([seg_start] * len(piece))
-        ends.extend([i] * len(piece))
+        if groups:
+            g_start, _, g_view = groups[-1]
+            joined = _fold_cached(text[g_start:i])
+            if joined != g_view + piece:
+                groups[-1] = (g_start, i, joined)
+                seg_start = i
+                continue
+        groups.append((seg_start, i, piece))
         seg_start = i
-    return (starts, ends) if "".join(pieces) == view else None
+    starts: list[int] = []
+    ends: list[int] = []
+    for g_start, g_end, g_view in groups:
+        starts.extend([g_start] * len(g_view))
+        ends.extend([g_end] * len(g_view))
+    if "".join(g[2] for g in groups) != view:
+        return [0] * len(view), [len(text)] * len(view)
+    return starts, ends
+
+
+def _starts_segment(ch: str) -> bool:
+    return unicodedata.combining(ch) == 0 and unicodedata.category(ch) not in ("Mn", "Mc", "Me")
 
 
 @lru_cache(maxsize=4096)

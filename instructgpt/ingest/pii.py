@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from presidio_analyzer import AnalyzerEngine, ContextAwareEnhancer, EntityRecognizer, RecognizerRegistry
 from presidio_analyzer.nlp_engine import NoOpNlpEngine
+from presidio_analyzer.predefined_recognizers import IbanRecognizer
 
 from instructgpt.ingest.config import PII_TYPES, PiiConfig
 from instructgpt.ingest.normalise import SourceMap, detection_texts
@@ -56,6 +57,7 @@ _FROM_PRESIDIO = {
     "IP_ADDRESS": "IP_ADDRESS",
     "STREET_ADDRESS": "STREET_ADDRESS",
     "PERSON": "PERSON",
+    "IBAN_CODE": "IBAN",
 }
 _TO_PRESIDIO = {v: k for k, v in _FROM_PRESIDIO.items()}
 
@@ -322,6 +324,7 @@ def _build_analyzer(types: list[str], phone_regions: list[str]) -> AnalyzerEngin
         "IP_ADDRESS": [FastIpRecognizer],
         "STREET_ADDRESS": [StreetAddressRecognizer],
         "PERSON": [PersonRecognizer],
+        "IBAN": [IbanRecognizer],
     }
     registry = RecognizerRegistry(supported_languages=["en"])
     for t in types:

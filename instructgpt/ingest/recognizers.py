@@ -366,6 +366,7 @@ PREFILTER: dict[str, str] = {
     "SSN": _DIGITS7,
     "IP_ADDRESS": r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f]",
     "STREET_ADDRESS": _RE2_STREET,
+    "IBAN": r"[A-Z]{2}[0-9]{2}(?:[ -]?[A-Z0-9]{4}){2}",  # Presidio's IBAN pattern, case-sensitive
     "PERSON": (
         rf"(?i:\b(?:{_CONTEXT}))[ \t]+(?:[A-Z]|(?i:{_FIRST})\b)"
         rf"|(?i:\b(?:{_FIRST})[ \t]+(?:[a-z]\.[ \t]+)?(?:{_LAST})\b)"
