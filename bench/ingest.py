@@ -5,7 +5,12 @@
 Generates the log with the world generator (once; reused when present), runs `ingest` and
 prints prompts per second, peak memory, the time per rule, PII recall per type on the world's
 true spans, the false-positive rate on PII-free prompts, and Presidio alone without the
-pre-filter on a sample (extrapolated to the whole log). The LAST line is one JSON object.
+pre-filter on a sample (extrapolated to the whole log), and the adversarial figures: recall
+per type with every true PII value rewritten (full-width forms, invisible characters,
+Unicode spaces, dashes and digits: world.pii.adversarial), the false-positive rate on PII-free
+prompts with a look-alike appended (versions, sections, OIDs, published test numbers), and
+what the output gate's detector finds in the kept prompts (must be 0). The LAST line is one
+JSON object.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", type=Path, default=Path("/tmp/ingest-bench"))
     p.add_argument("--presidio-sample", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--adversarial-sample", type=int, default=20000,
+                   help="PII prompts rewritten adversarially, and PII-free prompts given a look-alike")
     args = p.parse_args(argv)
 
     out = args.dir / str(args.scale)
@@ -76,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     rss_children = _peak_rss_mb(resource.RUSAGE_CHILDREN)  # PII pool workers (the largest one)
     load_after = os.getloadavg()
     rep = res.report
+    t_gate = time.perf_counter()
+    gate_findings = sum(bool(s) for s in PiiDetector(cfg.pii).find_many(res.kept["text"].tolist()))
+    t_gate = time.perf_counter() - t_gate
     del res
 
     # 2. PII quality on the world's true spans, over every schema-valid row.
@@ -106,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     recall = {k: round(hit[k] / tot[k], 4) for k in sorted(tot)}
     fp_rate = fp / max(clean, 1)
+    adv_recall, adv_tot, look_fp, look_n = _adversarial(det, rows, gold, args.adversarial_sample, args.seed)
 
     # 3. Presidio alone, no pre-filter, on a sample, extrapolated.
     #    Stock AnalyzerEngine.analyze, every recognizer on every prompt, one process.
@@ -138,11 +149,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:<16}{tot[k]:>12,}{recall[k]:>10.4f}{RECALL_MIN.get(k, 0.0):>8.2f}  {'ok' if ok else 'FAIL'}")
     print(f"false positives on PII-free prompts: {fp:,} / {clean:,} = {fp_rate:.4%}  "
           f"(max {FP_MAX:.0%}: {'ok' if fp_rate <= FP_MAX else 'FAIL'})")
+    print(f"\nadversarial renderings of the true values (sample):")
+    for k in adv_recall:
+        print(f"{k:<16}{adv_tot[k]:>12,}{adv_recall[k]:>10.4f}")
+    print(f"false positives on PII-free prompts with a look-alike: {look_fp:,} / {look_n:,} = "
+          f"{look_fp / max(look_n, 1):.4%}")
+    print(f"output gate's detector on the kept prompts: {gate_findings} with PII ({t_gate:.1f} s)")
     print(f"\nPII step with pre-filter (whole log):   {rep['timings_s']['pii']:8.1f} s")
     print(f"Presidio alone, no pre-filter (sample of {len(sample):,}, extrapolated): "
           f"{presidio_alone_s:8.1f} s  ({per_prompt * 1e3:.3f} ms/prompt)")
     print(f"speed-up of the PII step: {speedup:.1f}x")
-    quality_ok = all(recall.get(k, 1.0) >= v for k, v in RECALL_MIN.items()) and fp_rate <= FP_MAX
+    quality_ok = (all(recall.get(k, 1.0) >= v for k, v in RECALL_MIN.items()) and fp_rate <= FP_MAX
+                  and all(adv_recall.get(k, 1.0) >= v for k, v in RECALL_MIN.items())
+                  and look_fp / max(look_n, 1) <= FP_MAX and gate_findings == 0)
     accept = wall < TOTAL_MAX_S and rss1 + rss_children < PEAK_MAX_MB and quality_ok
     print(f"acceptance (< {TOTAL_MAX_S:.0f} s, < {PEAK_MAX_MB / 1024:.0f} GB, recall, FP): "
           f"{'PASS' if accept else 'FAIL'}")
@@ -152,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         "timings_s": rep["timings_s"], "kept": rep["kept"],
         "accounting_ok": rep["accounting_ok"], "pii_candidates": rep["pii_candidates"],
         "pii_recall": recall, "pii_fp_rate": round(fp_rate, 6),
+        "pii_recall_adversarial": adv_recall, "lookalike_fp_rate": round(look_fp / max(look_n, 1), 6),
+        "gate_findings_on_kept": gate_findings, "gate_s": round(t_gate, 1),
         "presidio_alone_extrapolated_s": round(presidio_alone_s, 1),
         "presidio_alone_ms_per_prompt": round(per_prompt * 1e3, 4),
         "speedup_pii": round(speedup, 2),
@@ -160,6 +181,42 @@ def main(argv: list[str] | None = None) -> int:
         "acceptance_pass": accept,
     }))
     return 0
+
+
+def _adversarial(det, rows, gold, n: int, seed: int):
+    """(recall per type on adversarially rewritten PII values, their counts, false positives
+    on PII-free prompts with a look-alike appended, how many such prompts)."""
+    import random
+
+    from instructgpt.world.pii import adversarial, lookalike_sentence
+
+    rng = random.Random(seed)
+    texts, spans = [], []
+    for pid, text in rows:
+        true = sorted(gold.get(pid, []), key=lambda sp: sp["start"])
+        if not true:
+            continue
+        out, new, last = [], [], 0
+        for sp in true:
+            out.append(text[last : sp["start"]])
+            value = adversarial(text[sp["start"] : sp["end"]], rng)
+            start = sum(map(len, out))
+            new.append((sp["type"], start, start + len(value)))
+            out.append(value)
+            last = sp["end"]
+        out.append(text[last:])
+        texts.append("".join(out))
+        spans.append(new)
+        if len(texts) >= n:
+            break
+    hit, tot = Counter(), Counter()
+    for true, found in zip(spans, det.find_many(texts)):
+        for kind, start, end in true:
+            tot[kind] += 1
+            hit[kind] += any(s.type == kind and s.start < end and s.end > start for s in found)
+    clean = [text + " " + lookalike_sentence(rng) for pid, text in rows if not gold.get(pid)][:n]
+    look_fp = sum(bool(s) for s in det.find_many(clean))
+    return {k: round(hit[k] / tot[k], 4) for k in sorted(tot)}, tot, look_fp, len(clean)
 
 
 if __name__ == "__main__":

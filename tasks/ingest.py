@@ -11,6 +11,7 @@ import pandas as pd
 from tasks import inputs
 from tasks.common import Stage, main
 from tasks.gates import Table
+from tasks.pii import pii_types
 
 COLUMNS = ["prompt_id", "user_id", "text", "timestamp", "source", "style", "dataset", "split"]
 
@@ -42,7 +43,7 @@ def gate_tables(kept: pd.DataFrame, report: dict, cap: int, detector) -> list[Ta
     users = kept.groupby("user_id").agg(n_splits=("split", "nunique"), n_prompts=("prompt_id", "size"))
     users = users.reset_index()
     pii = pd.DataFrame(
-        {"prompt_id": kept["prompt_id"], "pii_types": [",".join(sorted({s.type for s in detector.find(t)})) for t in kept["text"]]}
+        {"prompt_id": kept["prompt_id"], "pii_types": pii_types(detector, kept["text"])}
     )
     accounting = pd.DataFrame(
         [{"rows_in": report["rows_in"], "kept_plus_removed": report["kept"] + report["removed"], "kept_rows": len(kept)}]

@@ -21,7 +21,7 @@ import pandas as pd
 from tasks import inputs
 from tasks.common import Stage, main, write_jsonl
 from tasks.gates import Table
-from tasks.pii import pii_detector
+from tasks.pii import pii_detector, pii_types
 
 
 def make_body(variant: str):
@@ -107,7 +107,7 @@ def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Sta
 def gate_tables(prompts: pd.DataFrame, detector) -> list[Table]:
     """PPO prompts non-empty and free of PII."""
     pii = pd.DataFrame(
-        {"pii_types": [",".join(sorted({s.type for s in detector.find(t)})) for t in prompts.get("text", [])]}
+        {"pii_types": pii_types(detector, prompts.get("text", []))}
     )
     return [
         Table("ppo_prompts", prompts, [

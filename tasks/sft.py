@@ -8,7 +8,7 @@ import pandas as pd
 from tasks import inputs
 from tasks.common import Stage, main, write_jsonl
 from tasks.gates import Table
-from tasks.pii import pii_detector
+from tasks.pii import pii_detector, pii_types
 
 MAX_RESPONSE_CHARS = 2000
 
@@ -81,7 +81,7 @@ def gate_tables(prompts, demos, joined, known: set[str], detector) -> list[Table
             "prompt_id": used["prompt_id"],
             "labeler_id": used.get("labeler_id"),
             "response": used["response"],
-            "pii_types": [",".join(sorted({s.type for s in detector.find(str(r))})) for r in used["response"]],
+            "pii_types": pii_types(detector, used["response"]),
         }
     )
     return [

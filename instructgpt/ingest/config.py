@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from instructgpt.config import ConfigError
 
-# The PII types the detector knows, named as in the simulated world's pii_spans.jsonl.
+# The PII types the detector knows, named as in the simulated world's pii_spans.jsonl
+# (IBAN, checksum-validated by Presidio, is not among the world's types).
 PII_TYPES: tuple[str, ...] = (
     "EMAIL",
     "PHONE",
@@ -15,6 +16,7 @@ PII_TYPES: tuple[str, ...] = (
     "IP_ADDRESS",
     "STREET_ADDRESS",
     "PERSON",
+    "IBAN",
 )
 PII_MODES = ("drop", "redact")
 
@@ -27,7 +29,7 @@ class PiiConfig:
     """'drop': the prompt goes to quarantine (paper 3.2); 'redact': each span becomes <TYPE>."""
     types: list[str] = field(default_factory=lambda: list(PII_TYPES))
     """PII types to look for; a subset of EMAIL, PHONE, CREDIT_CARD, SSN, IP_ADDRESS,
-    STREET_ADDRESS, PERSON."""
+    STREET_ADDRESS, PERSON, IBAN."""
     score_threshold: float = 0.3
     """Presidio results below this score are ignored (0.3 drops its 'very weak' bare 9-digit SSN)."""
     phone_regions: list[str] = field(default_factory=list)

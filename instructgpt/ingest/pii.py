@@ -6,6 +6,14 @@ recognizers instead of Presidio's lemma-based enhancer (that one needs a lemmati
 prompts hold no PII: a handful of compiled regexes (RE2 through pyarrow for whole columns)
 picks the candidates, and only their candidate types are asked of Presidio.
 
+Pre-filter, own recognizers and Presidio all see one view of each text, `detection_text`
+(normalise.py: NFKC, invisible characters removed, digits and dashes folded to ASCII), and
+`find` is `find_many` on one text: the ingest filter and every gate that calls this detector
+judge the same characters the same way, so a gate cannot find what the filter let through.
+Spans are mapped back to the original text (`SourceMap`): redaction replaces exactly the
+original characters of the value (and any invisible ones inside it), the rest of the prompt
+stays as the user wrote it.
+
 Speed (1M-prompt log, ~10 % candidates): the candidates' recognizers are called directly, with
 the engine's own score filter and `remove_duplicates` (`PiiDetector._analyze`; the engine's
 per-call overhead was more than the recognizers' work), and from POOL_MIN_CANDIDATES
@@ -16,7 +24,6 @@ chunks whose results come back in order: the spans never depend on the number of
 from __future__ import annotations
 
 import os
-import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -25,16 +32,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from presidio_analyzer import AnalyzerEngine, ContextAwareEnhancer, EntityRecognizer, RecognizerRegistry
 from presidio_analyzer.nlp_engine import NoOpNlpEngine
-from presidio_analyzer.predefined_recognizers import PhoneRecognizer, UsSsnRecognizer
+from presidio_analyzer.predefined_recognizers import IbanRecognizer
 
 from instructgpt.ingest.config import PII_TYPES, PiiConfig
+from instructgpt.ingest.normalise import SourceMap, detection_texts
 from instructgpt.ingest.recognizers import (
     PREFILTER,
     FastIpRecognizer,
     LuhnCardRecognizer,
     NanpPhoneRecognizer,
     OfflineEmailRecognizer,
+    OwnedSsnRecognizer,
     PersonRecognizer,
+    RegionPhoneRecognizer,
     StreetAddressRecognizer,
 )
 
@@ -47,6 +57,7 @@ _FROM_PRESIDIO = {
     "IP_ADDRESS": "IP_ADDRESS",
     "STREET_ADDRESS": "STREET_ADDRESS",
     "PERSON": "PERSON",
+    "IBAN_CODE": "IBAN",
 }
 _TO_PRESIDIO = {v: k for k, v in _FROM_PRESIDIO.items()}
 
@@ -76,7 +87,6 @@ class PiiDetector:
         self.cfg = cfg or PiiConfig()
         self.workers = workers
         self.types = [t for t in PII_TYPES if t in self.cfg.types]
-        self._prefilter = {t: re.compile(PREFILTER[t]) for t in self.types}
         # One alternation for whole-column screening; RE2 via pyarrow runs it without the GIL.
         self._any_pattern = "|".join(f"(?:{PREFILTER[t]})" for t in dict.fromkeys(self.types))
         self._analyzer: AnalyzerEngine | None = None
@@ -93,54 +103,67 @@ class PiiDetector:
 
     def candidates(self, texts) -> np.ndarray:
         """Boolean mask: which texts the pre-filter sends to Presidio (all when it is off)."""
-        arr = pa.array(list(texts), type=pa.large_string())
+        arr = pa.array(detection_texts(list(texts)), type=pa.large_string())
         if not self.cfg.prefilter or not self.types:
             return np.full(len(arr), bool(self.types))
         return pc.match_substring_regex(arr, self._any_pattern).to_numpy(zero_copy_only=False)
 
     def find(self, text: str) -> list[PiiSpan]:
-        """Non-overlapping PII spans in `text`, sorted by start."""
-        if self.cfg.prefilter:
-            types = [t for t, rx in self._prefilter.items() if rx.search(text)]
-        else:
-            types = self.types
-        return self._analyze(text, types)
+        """Non-overlapping PII spans in `text`, sorted by start: `find_many([text])[0]`, so that
+        a single text is judged exactly as in a column."""
+        return self.find_many([text])[0]
 
     def find_many(self, texts, progress: bool = False) -> list[list[PiiSpan]]:
-        """`find` over a column: the pre-filter runs vectorised (RE2) over all of it, per type
-        over the candidates, and Presidio sees only candidates and their candidate types."""
+        """`find` over a column. Every text is looked at in its detection view (normalise.py:
+        NFKC, no invisible characters; ASCII texts as they are); the pre-filter runs vectorised
+        (RE2) over all views, per type over the candidates, and Presidio sees only candidates
+        and their candidate types. Spans are offsets into the original texts."""
         texts = list(texts)
         out: list[list[PiiSpan]] = [[] for _ in texts]
         if not self.types:
             return out
-        arr = pa.array(texts, type=pa.large_string())
-        if self.cfg.prefilter:
-            idx = np.flatnonzero(pc.match_substring_regex(arr, self._any_pattern).to_numpy(zero_copy_only=False))
-            cand = arr.take(pa.array(idx))
-            by_type = {  # (n_candidates,) bool per type
-                t: pc.match_substring_regex(cand, PREFILTER[t]).to_numpy(zero_copy_only=False)
-                for t in self.types
-            }
-            types_of = [[t for t in self.types if by_type[t][j]] for j in range(len(idx))]
-        else:
-            idx = np.arange(len(texts))
-            types_of = [self.types] * len(texts)
+        views = detection_texts(texts)
+        idx, types_of = self._screen(views)
         self.n_screened += len(idx)
         idx_list = idx.tolist()
         workers = self._n_workers(len(idx_list))
         if workers > 1:
-            jobs = [(texts[i], tuple(types)) for i, types in zip(idx_list, types_of)]
+            jobs = [(views[i], tuple(types)) for i, types in zip(idx_list, types_of)]
             for i, spans in zip(idx_list, self._analyze_pool(jobs, workers, progress)):
                 out[i] = spans
-            return out
-        it = zip(idx_list, types_of)
-        if progress:
-            from tqdm.auto import tqdm
+        else:
+            it = zip(idx_list, types_of)
+            if progress:
+                from tqdm.auto import tqdm
 
-            it = tqdm(it, total=len(idx), desc="ingest: PII (Presidio)", unit="prompt", leave=False)
-        for i, types in it:
-            out[i] = self._analyze(texts[i], types)
+                it = tqdm(it, total=len(idx), desc="ingest: PII (Presidio)", unit="prompt", leave=False)
+            for i, types in it:
+                out[i] = self._analyze(views[i], types)
+        if views is not texts:
+            for i in idx_list:
+                if out[i] and views[i] is not texts[i]:
+                    out[i] = _to_source(texts[i], out[i])
         return out
+
+    def candidate_types(self, view: str) -> list[str]:
+        """The types the pre-filter would ask Presidio about for this detection view."""
+        if not self.types:
+            return []
+        idx, types_of = self._screen([view])
+        return types_of[0] if len(idx) else []
+
+    def _screen(self, views: list[str]) -> tuple[np.ndarray, list[list[str]]]:
+        """(indices of the candidates, their candidate types)."""
+        if not self.cfg.prefilter:
+            return np.arange(len(views)), [self.types] * len(views)
+        arr = pa.array(views, type=pa.large_string())
+        idx = np.flatnonzero(pc.match_substring_regex(arr, self._any_pattern).to_numpy(zero_copy_only=False))
+        cand = arr.take(pa.array(idx))
+        by_type = {  # (n_candidates,) bool per type
+            t: pc.match_substring_regex(cand, PREFILTER[t]).to_numpy(zero_copy_only=False)
+            for t in self.types
+        }
+        return idx, [[t for t in self.types if by_type[t][j]] for j in range(len(idx))]
 
     def _n_workers(self, n_candidates: int) -> int:
         if self.workers is not None:
@@ -255,6 +278,22 @@ def redact(text: str, spans: list[PiiSpan]) -> str:
     return "".join(parts)
 
 
+def _to_source(text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
+    """Spans found in the detection view of `text`, as offsets into `text` itself. A span
+    that grew to whole segments may now touch its neighbour: touching spans are merged."""
+    source = SourceMap(text)
+    out: list[PiiSpan] = []
+    for s in spans:
+        start, end = source.source(s.start, s.end)
+        if out and start < out[-1].end:
+            prev = out.pop()
+            best = prev if prev.score >= s.score else s
+            out.append(PiiSpan(best.type, prev.start, max(prev.end, end), best.score))
+        else:
+            out.append(PiiSpan(s.type, start, end, s.score))
+    return out
+
+
 def _resolve_overlaps(spans: list[PiiSpan]) -> list[PiiSpan]:
     """Keep the best of overlapping spans (higher score, then longer), sorted by start."""
     kept: list[PiiSpan] = []
@@ -279,12 +318,13 @@ def _build_analyzer(types: list[str], phone_regions: list[str]) -> AnalyzerEngin
     makers = {
         "EMAIL": [OfflineEmailRecognizer],
         "PHONE": [NanpPhoneRecognizer]
-        + ([lambda: PhoneRecognizer(supported_regions=tuple(phone_regions))] if phone_regions else []),
+        + ([lambda: RegionPhoneRecognizer(supported_regions=tuple(phone_regions))] if phone_regions else []),
         "CREDIT_CARD": [LuhnCardRecognizer],
-        "SSN": [UsSsnRecognizer],
+        "SSN": [OwnedSsnRecognizer],
         "IP_ADDRESS": [FastIpRecognizer],
         "STREET_ADDRESS": [StreetAddressRecognizer],
         "PERSON": [PersonRecognizer],
+        "IBAN": [IbanRecognizer],
     }
     registry = RecognizerRegistry(supported_languages=["en"])
     for t in types:

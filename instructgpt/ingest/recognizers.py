@@ -9,6 +9,11 @@
 - `StreetAddressRecognizer`: house number + street name + street suffix, with optional unit,
   city, state and ZIP.
 - `NanpPhoneRecognizer`, `LuhnCardRecognizer`: phone and card formats wider than Presidio's.
+- `OwnedSsnRecognizer`, `LuhnCardRecognizer`, `FastIpRecognizer`, `NanpPhoneRecognizer`,
+  `RegionPhoneRecognizer`: the context rules of context.py (ownership wins over checksum and
+  test-number lists; versions, sections and OIDs are not IPs or phones).
+
+Every recognizer sees the detection view of the text (normalise.py), never the raw text.
 
 The same building blocks give the RE2-compatible pre-filter patterns in `PREFILTER`, so that a
 prompt the pre-filter passes over can never hold a match of these recognizers.
@@ -21,7 +26,15 @@ import re
 import regex
 import tldextract
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
-from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer, IpRecognizer
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer,
+    EmailRecognizer,
+    IpRecognizer,
+    PhoneRecognizer,
+    UsSsnRecognizer,
+)
+
+from instructgpt.ingest.context import TEST_CARDS, asserted_ownership, technical_number
 
 # No URLs: never fetch; the bundled snapshot is the fallback; no disk cache to write.
 _TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
@@ -221,9 +234,10 @@ class FastIpRecognizer(IpRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):  # noqa: D102
         self.patterns = self._all if ":" in text else self._v4_only
         try:
-            return super().analyze(text, entities, nlp_artifacts, regex_flags)
+            found = super().analyze(text, entities, nlp_artifacts, regex_flags)
         finally:
             self.patterns = self._all
+        return [r for r in found if ":" in text[r.start : r.end] or not technical_number(text, r.start, r.end)]
 
 
 class StreetAddressRecognizer(PatternRecognizer):
@@ -262,6 +276,24 @@ class NanpPhoneRecognizer(PatternRecognizer):
             name="NanpPhoneRecognizer",
         )
 
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):  # noqa: D102
+        return _not_technical(text, super().analyze(text, entities, nlp_artifacts, regex_flags))
+
+
+class RegionPhoneRecognizer(PhoneRecognizer):
+    """Presidio's python-phonenumbers recognizer (`phone_regions`) with the look-alike rule."""
+
+    def analyze(self, text, entities, nlp_artifacts=None):  # noqa: D102
+        return _not_technical(text, super().analyze(text, entities, nlp_artifacts))
+
+
+def _not_technical(text: str, found: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Drop dot-separated phone matches that read as versions, sections or OIDs."""
+    return [
+        r for r in found
+        if not ("." in text[r.start : r.end] and technical_number(text, r.start, r.end))
+    ]
+
 
 class LuhnCardRecognizer(CreditCardRecognizer):
     """Any 13-19 digit number (optionally grouped by spaces or dashes) that passes the Luhn
@@ -271,6 +303,56 @@ class LuhnCardRecognizer(CreditCardRecognizer):
 
     def __init__(self) -> None:
         super().__init__(patterns=self.PATTERNS, name="LuhnCardRecognizer")
+        self._number = regex.compile(self.PATTERNS[0].regex)
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):  # noqa: D102
+        found = [
+            r for r in super().analyze(text, entities, nlp_artifacts, regex_flags)
+            if _digits(text[r.start : r.end]) not in TEST_CARDS or asserted_ownership(text, r.start, "CREDIT_CARD")
+        ]
+        return _add_owned(text, found, self._number, "CREDIT_CARD", self)
+
+
+class OwnedSsnRecognizer(UsSsnRecognizer):
+    """Presidio's US SSN recognizer, plus any SSN-shaped number (3-2-4 or 9 digits) the user
+    presents as their own, whatever its range (context.py, rule 1)."""
+
+    OWNED_PATTERN = r"\b(?:\d{3}([- .]?)\d{2}\1\d{4})\b"
+
+    def __init__(self) -> None:
+        super().__init__(name="OwnedSsnRecognizer")
+        self._number = regex.compile(self.OWNED_PATTERN)
+
+    def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):  # noqa: D102
+        found = super().analyze(text, entities, nlp_artifacts, regex_flags)
+        return _add_owned(text, found, self._number, "US_SSN", self)
+
+
+OWNED_SCORE = 0.85
+"""Score of a number kept only because the user says it is theirs (above any threshold a
+pattern alone reaches for SSNs, below a checksum-validated card's 1.0)."""
+
+
+def _digits(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit())
+
+
+def _add_owned(text, found, number, entity, recognizer) -> list[RecognizerResult]:
+    """`found` plus the matches of `number` after an ownership phrase that `found` lacks."""
+    have = {(r.start, r.end) for r in found if r.score >= OWNED_SCORE}
+    kind = "CREDIT_CARD" if entity == "CREDIT_CARD" else "SSN"
+    extra = [
+        RecognizerResult(
+            entity, m.start(), m.end(), OWNED_SCORE,
+            recognition_metadata={
+                RecognizerResult.RECOGNIZER_NAME_KEY: recognizer.name,
+                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer.id,
+            },
+        )
+        for m in number.finditer(text)
+        if (m.start(), m.end()) not in have and asserted_ownership(text, m.start(), kind)
+    ]
+    return EntityRecognizer.remove_duplicates(found + extra) if extra else found
 
 
 # Pre-filter: per type, an RE2- and Python-compatible regex that matches every text in which
@@ -284,6 +366,7 @@ PREFILTER: dict[str, str] = {
     "SSN": _DIGITS7,
     "IP_ADDRESS": r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f]",
     "STREET_ADDRESS": _RE2_STREET,
+    "IBAN": r"[A-Z]{2}[0-9]{2}(?:[ -]?[A-Z0-9]{4}){2}",  # Presidio's IBAN pattern, case-sensitive
     "PERSON": (
         rf"(?i:\b(?:{_CONTEXT}))[ \t]+(?:[A-Z]|(?i:{_FIRST})\b)"
         rf"|(?i:\b(?:{_FIRST})[ \t]+(?:[a-z]\.[ \t]+)?(?:{_LAST})\b)"

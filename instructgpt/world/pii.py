@@ -87,3 +87,66 @@ def pii_sentence(kind: str, rng: random.Random) -> tuple[str, int, int, str]:
     value = _value(kind, rng)
     start = template.index("{v}")
     return template.replace("{v}", value), start, start + len(value), value
+
+
+# Adversarial renderings: the same value as a reader sees it, other code points. Real logs
+# hold them (IME full-width input, text pasted from PDFs and chat apps); the ingest filter
+# must find them as it finds the ASCII value (bench/ingest.py, tests/ingest).
+_INVISIBLE = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad")
+_SPACES = ("\u00a0", "\u202f", "\u2007", "\u3000")
+_DASHES = ("\u2010", "\u2011", "\u2013", "\u2212", "\uff0d")
+_DIGIT_ZEROS = (0xFF10, 0x0660, 0x06F0, 0x0966)  # full-width, Arabic-Indic, Persian, Devanagari
+
+
+def _fullwidth(value: str, rng: random.Random) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c for c in value)
+
+
+def _invisible(value: str, rng: random.Random) -> str:
+    chars = list(value)
+    for _ in range(rng.randint(1, 3)):
+        chars.insert(rng.randint(1, max(1, len(chars) - 1)), rng.choice(_INVISIBLE))
+    return "".join(chars)
+
+
+def _separators(value: str, rng: random.Random) -> str:
+    return "".join(rng.choice(_SPACES) if c == " " else rng.choice(_DASHES) if c == "-" else c for c in value)
+
+
+def _digits(value: str, rng: random.Random) -> str:
+    zero = rng.choice(_DIGIT_ZEROS)
+    return "".join(chr(zero + int(c)) if c.isascii() and c.isdigit() else c for c in value)
+
+
+ADVERSARIAL = {"fullwidth": _fullwidth, "invisible": _invisible, "separators": _separators, "digits": _digits}
+
+
+def adversarial(value: str, rng: random.Random) -> str:
+    """`value` rewritten with one or two of ADVERSARIAL's renderings (full-width forms,
+    invisible characters inside, Unicode spaces and dashes, non-ASCII digits)."""
+    for name in rng.sample(sorted(ADVERSARIAL), rng.randint(1, 2)):
+        value = ADVERSARIAL[name](value, rng)
+    return value
+
+
+_LOOKALIKES = (
+    "update the driver to version {a}.{b}.{c}.{d} first .",
+    "the release notes for build {a}.{b}.{c}.{d} mention it .",
+    "see section {a}.{b}.{c}.{d} of the spec .",
+    "the oid {a}.{b}.{c}.{d}.{e}.{f} names the vendor branch .",
+    "windows version 10.0.{big}.{d} shows the bug .",
+    "use the test card 4242 4242 4242 4242 in the sandbox .",
+    "the docs list 4111 1111 1111 1111 as a test visa number .",
+    "the placeholder ssn 078-05-1120 appears in old ads .",
+    "siehe abschnitt {a}.{b}.{c}.{d} der norm .",
+    "voir la section {a}.{b}.{c}.{d} du manuel .",
+    "actualiza a la versión {a}.{b}.{c}.{d} antes .",
+)
+
+
+def lookalike_sentence(rng: random.Random) -> str:
+    """A sentence with a number that looks like PII but is not (versions, sections, OIDs,
+    published test numbers): the false positives the ingest filter must not make."""
+    r = rng.randrange
+    return rng.choice(_LOOKALIKES).format(a=r(1, 20), b=r(10), c=r(10), d=r(1, 30), e=r(1, 10),
+                                          f=r(1, 10), big=r(10000, 30000))
