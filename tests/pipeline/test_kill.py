@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 
 from tests.e2e.conftest import make_workspace
 
-MAX_STEPS, CHECKPOINT_EVERY = 24, 4
-# Small enough to run three times in well under a minute, long enough to be killed mid-way.
+MAX_STEPS, CHECKPOINT_EVERY = 16, 4
+# Short enough to run three times in about a minute, long enough to be killed mid-way.
 BASE_OVERRIDES = {
     "max_documents": 300,
     "nlp_task_items": 8,
