@@ -1,9 +1,10 @@
 """Step 1: supervised fine-tuning on labeler demonstrations (paper section 3.5).
 
 Paper: 16 epochs, cosine decay, residual dropout 0.2; validation loss overfits after one epoch
-while the RM score keeps rising, so the final SFT model is selected by RM score on validation
-prompts (``selection="reward"``, needs a reward model) — or by validation loss when no RM exists
-yet (the first iteration of the recipe).
+while the RM score keeps rising, so the paper selects the final SFT model by RM score on
+validation prompts. That needs a reward model from an EARLIER iteration of the recipe: in this
+pipeline the sft stage runs before any RM exists (sft -> label -> rm), so selection by RM score
+is not offered; the checkpoint with the lowest validation loss (or the last one) is kept.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.config import ConfigError, to_dict
 from instructgpt.data import collate_sft, epoch_permutation, length_grouped_permutation
-from instructgpt.generation import sample
 from instructgpt.losses import lm_loss
-from instructgpt.models import RewardModel, set_dropout
+from instructgpt.models import set_dropout
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from instructgpt.train.common import (
     LogFn,
@@ -32,7 +32,8 @@ from instructgpt.train.common import (
     warmup_cosine,
 )
 
-SELECTIONS = ("valid_loss", "reward", "last")
+# No "reward" selection (the paper's): the sft stage runs before the first reward model exists.
+SELECTIONS = ("valid_loss", "last")
 
 
 @dataclass
@@ -59,22 +60,16 @@ class SFTConfig:
     grad_clip: float = 1.0
     """Max global gradient norm (0 = no clipping)."""
     seed: int = 0
-    """Seeds data order, dropout and selection samples."""
+    """Seeds data order and dropout."""
     group_by_length: bool = True
     """Batch demonstrations of similar length together (less padding, same data; batches stay random)."""
     max_steps: int = 0
     """Stop after this many optimizer steps (0 = run all epochs)."""
     eval_every: int = 0
-    """Evaluate (valid loss, and RM score when selecting by reward) every N steps; 0 = each epoch."""
+    """Evaluate the validation loss every N steps; 0 = each epoch."""
     selection: str = "valid_loss"
-    """Which evaluated checkpoint to keep: "valid_loss" (lowest), "reward" (highest mean RM
-    score of sampled valid responses, paper; needs ``reward_model``), "last"."""
-    select_prompts: int = 64
-    """Validation prompts sampled for the RM score."""
-    select_max_new_tokens: int = 48
-    """Response length cap when sampling for the RM score."""
-    select_temperature: float = 1.0
-    """Sampling temperature for the RM score."""
+    """Which evaluated checkpoint to keep: "valid_loss" (lowest validation loss) or "last".
+    (The paper's RM-score selection needs an RM that does not exist yet when SFT runs.)"""
     eval_batch_size: int = 32
     """Examples per forward pass during evaluation."""
     log_every: int = 10
@@ -115,18 +110,6 @@ def sft_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: 
     return total / max(count, 1.0)
 
 
-def mean_reward(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, reward_model: RewardModel,
-                prompts: Sequence[str], cfg: SFTConfig) -> float:
-    """Mean RM score of sampled responses to ``prompts`` (SFT model selection)."""
-    from instructgpt.train.reward import score_pairs
-
-    samples = sample(model, tokenizer, list(prompts), cfg.select_max_new_tokens, cfg.select_temperature,
-                     cfg.eval_batch_size, seed=cfg.seed)
-    scores = score_pairs(reward_model, tokenizer, [(s.prompt, s.response) for s in samples],
-                         cfg.eval_batch_size, cfg.max_len)
-    return float(scores.mean())
-
-
 def train_sft(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -134,12 +117,9 @@ def train_sft(
     valid: Sequence[tuple[str, str]],
     cfg: SFTConfig,
     log: LogFn = no_log,
-    reward_model: RewardModel | None = None,
 ) -> dict[str, float]:
     """Fine-tune ``model`` in place on (prompt_text, response) pairs; on return it holds the
     selected checkpoint. Metrics: valid/loss_before, valid/loss (selected), best/step, ..."""
-    if cfg.selection == "reward" and reward_model is None:
-        raise ConfigError("sft.selection='reward' needs a reward model; use 'valid_loss' for the first iteration")
     if not train:
         raise ValueError("train_sft: no training demonstrations")
     device = device_of(model)
@@ -154,15 +134,12 @@ def train_sft(
     eval_every = cfg.eval_every or steps_per_epoch
     optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
     scheduler = warmup_cosine(optimizer, cfg.warmup, total, cfg.min_lr_ratio)
-    select_prompts = list(dict.fromkeys(p for p, _ in valid))[: cfg.select_prompts]
     lengths = [len(p) + len(r) for p, r in train]  # characters: a cheap proxy for tokens
     torch.manual_seed(cfg.seed + ctx.rank)  # dropout masks: each rank draws its own
 
     # every rank evaluates the whole validation set: identical metrics, so identical selection
     def evaluate(step: int) -> dict[str, float]:
         m = {"valid/loss": sft_loss(model, tokenizer, valid, cfg.max_len, cfg.eval_batch_size)} if valid else {}
-        if reward_model is not None and select_prompts:
-            m["valid/reward"] = mean_reward(model, tokenizer, reward_model, select_prompts, cfg)
         log(m, step)
         return m
 
@@ -239,7 +216,6 @@ def _keep_best(best: dict | None, m: dict[str, float], step: int, model: PreTrai
         best is None
         or selection == "last"
         or (selection == "valid_loss" and m["valid/loss"] < best["metrics"]["valid/loss"])
-        or (selection == "reward" and m["valid/reward"] > best["metrics"]["valid/reward"])
     )
     if not better:
         return best

@@ -11,12 +11,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
+from instructgpt.data import collate_prompts
 from instructgpt.evaluation import choice_accuracy, corpus_loss
 from instructgpt.generation import sample
 from instructgpt.models import ModelConfig, RewardModel, build_causal_lm, load_causal_lm, save_model
 from instructgpt.train.ppo import PPOConfig, train_ppo
-from instructgpt.train.reward import RewardConfig, train_reward_model
-from instructgpt.train.sft import SFTConfig, train_sft
+from instructgpt.train.reward import RewardConfig, score_pairs, train_reward_model
+from instructgpt.train.sft import SFTConfig, sft_loss, train_sft
 
 from .conftest import make_pairs
 from .test_train import make_comparisons
@@ -38,19 +39,29 @@ def make_dir(arch: str, tokenizer, path):
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox", "qwen2"])
 def test_recipe_on_arch(arch, tokenizer, tmp_path):
     make_dir(arch, tokenizer, tmp_path / "base")
-    # step 1: SFT
+    # step 1: SFT; the saved model is the selected one
     policy, tok = load_causal_lm(tmp_path / "base", dropout=0.2)
-    sft = train_sft(policy, tok, make_pairs(32, 1), make_pairs(8, 2),
+    valid = make_pairs(8, 2)
+    sft = train_sft(policy, tok, make_pairs(32, 1), valid,
                     SFTConfig(epochs=2, lr=3e-3, batch_size=16, max_len=64, show_progress=False))
     assert sft["valid/loss"] < sft["valid/loss_before"]
     save_model(policy, tok, tmp_path / "sft")
-    # step 2: RM from the SFT directory, K-way loss, bias normalisation, round trip
+    assert sft_loss(load_causal_lm(tmp_path / "sft")[0], tok, valid, 64) == pytest.approx(sft["valid/loss"], rel=1e-5)
+    # step 2: RM on the SFT backbone (its hidden states, not a fresh network), K-way loss, bias
+    # normalisation, round trip
     rm = RewardModel.from_causal_lm(tmp_path / "sft")
-    m = train_reward_model(rm, tok, make_comparisons(16, 3), make_comparisons(4, 4), make_pairs(6, 9),
+    b = collate_prompts(tok, ["hi", "repeat the word cat 2 times"])
+    with torch.no_grad():
+        assert torch.allclose(rm.backbone(**b.model_inputs()).last_hidden_state,
+                              policy.base_model(**b.model_inputs()).last_hidden_state, atol=1e-5)
+    demos = make_pairs(6, 9)
+    m = train_reward_model(rm, tok, make_comparisons(16, 3), make_comparisons(4, 4), demos,
                            RewardConfig(epochs=1, lr=1e-3, batch_size=4, max_len=64, show_progress=False))
     assert abs(m["demo/mean_reward"]) < 1e-4
     rm.save_pretrained(tmp_path / "rm", tok)
+    scores = score_pairs(rm, tok, valid, max_len=64)
     rm = RewardModel.from_pretrained(tmp_path / "rm")
+    assert torch.allclose(score_pairs(rm, tok, valid, max_len=64), scores, atol=1e-5)  # head and bias kept
     # step 3: one PPO-ptx step
     policy, tok = load_causal_lm(tmp_path / "sft", dropout=0.0)
     ref, _ = load_causal_lm(tmp_path / "sft", dropout=0.0)
@@ -61,10 +72,18 @@ def test_recipe_on_arch(arch, tokenizer, tmp_path):
                     [p for p, _ in make_pairs(4, 5)], [f"{p}\n{r}" for p, r in make_pairs(10, 6)], cfg)
     assert out["ppo/objective/kl"] == pytest.approx(0.0, abs=1e-4)
     assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
-    # evaluation helpers
-    assert len(sample(policy, tok, ["hi", "repeat the word cat 2 times"], max_new_tokens=4, seed=0)) == 2
-    assert corpus_loss(policy, tok, ["the cat sat"]) > 0
-    assert 0.0 <= choice_accuracy(policy, tok, [{"context": "the", "choices": [" cat", " dog"], "answer": 0}]) <= 1.0
+    # evaluation helpers: left padding and position ids must not change any result, so a row
+    # scores (and greedily decodes) the same alone as next to a longer one
+    prompts = ["hi", "repeat the word cat 2 times please"]
+    together = sample(policy, tok, prompts, max_new_tokens=6, temperature=0.0, batch_size=2)
+    alone = [sample(policy, tok, [p], max_new_tokens=6, temperature=0.0)[0] for p in prompts]
+    assert [s.response_ids for s in together] == [s.response_ids for s in alone]
+    texts = ["the cat sat", "repeat the word dog 3 times\ndog dog dog"]
+    assert corpus_loss(policy, tok, texts, batch_size=2) == pytest.approx(
+        corpus_loss(policy, tok, texts, batch_size=1), rel=1e-5)
+    items = [{"context": f"repeat the word {w} 1 times\n", "choices": [" cat", " dog dog", " red"], "answer": i % 3}
+             for i, w in enumerate(["cat", "dog", "red", "blue", "sun", "tree"])]
+    assert choice_accuracy(policy, tok, items, batch_size=4) == choice_accuracy(policy, tok, items, batch_size=1)
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox", "qwen2"])

@@ -61,8 +61,24 @@ def test_sft_labels_only_on_response_and_eos(tokenizer):
 
 
 def test_make_blocks(tokenizer):
-    blocks = make_blocks(tokenizer, ["the cat sat on the mat"] * 10, block_size=16)
-    assert blocks.shape[1] == 16 and blocks.dtype == torch.long
+    texts = ["the cat sat on the mat", "a dog", "repeat the word cat 2 times", "red blue", "the dog ran and ran"]
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    docs = [[bos] + tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in texts]
+    n_tokens = sum(len(d) for d in docs)
+    assert 0 < n_tokens % 8 < len(docs[-1])  # the case tested: the last document does not fit
+    blocks = make_blocks(tokenizer, texts, block_size=8)
+    assert blocks.dtype == torch.long and blocks.shape == (n_tokens // 8, 8)  # only the short tail is dropped
+    # the documents in order, each [BOS] text [EOS], running on across block boundaries
+    flat, found, start = blocks.flatten().tolist(), [], 0
+    for i, tok in enumerate(flat):
+        if tok == eos:
+            assert flat[start] == bos
+            found.append(tokenizer.decode(flat[start + 1: i]))
+            start = i + 1
+    assert found == texts[:-1]
+    assert flat[start:] == docs[-1][: len(flat) - start]  # the cut document's head ends the last block
+    with pytest.raises(ValueError, match="fewer than one block"):
+        make_blocks(tokenizer, ["hi"], block_size=64)
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "gpt_neox"])
@@ -89,11 +105,18 @@ def test_archs_build_save_load_sample(arch, tokenizer, tmp_path):
             ids = torch.cat([ids, nxt[:, None]], 1)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
     assert fast.tolist() == torch.stack(slow, 1).tolist()
-    # reward model from the causal-LM directory
-    rm = RewardModel.from_causal_lm(tmp_path / "m")
-    r = rm(b.input_ids, b.attention_mask)
-    assert r.shape == (2,)
-    assert rm.per_token(b.input_ids, b.attention_mask).shape == b.input_ids.shape
+    # loading gives back the saved model
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(**b.model_inputs()).logits, loaded(**b.model_inputs()).logits)
+    # reward model from the causal-LM directory: the LM's own backbone (not a fresh one) under the
+    # scalar head, read at the last real token (the last column of a left-padded batch)
+    rm = RewardModel.from_causal_lm(tmp_path / "m").eval()
+    with torch.no_grad():
+        hidden = loaded.base_model(**b.model_inputs()).last_hidden_state  # (B, T, d)
+        r = rm(b.input_ids, b.attention_mask)
+        assert torch.allclose(rm.per_token(b.input_ids, b.attention_mask), rm.head(hidden).squeeze(-1), atol=1e-5)
+    assert torch.allclose(r, rm.head(hidden[:, -1]).squeeze(-1), atol=1e-5)
 
 
 def test_load_errors_on_non_model_dir(tmp_path):
@@ -142,13 +165,62 @@ def test_sample_deterministic_and_eos_stripped(tiny_model, tokenizer):
     assert s.ended_with_eos and s.response == "" and s.response_ids == [tokenizer.eos_token_id]
 
 
-def test_corpus_loss_and_choice_accuracy(tiny_model, tokenizer):
-    loss = corpus_loss(tiny_model, tokenizer, ["the cat sat", "the dog ran on the mat"], batch_size=2)
-    assert math.log(len(tokenizer)) * 0.5 < loss < math.log(len(tokenizer)) * 2
-    items = [{"context": "the cat", "choices": [" sat", " ran"], "answer": 0},
-             {"context": "the dog", "choices": [" sat", " ran", " x"], "answer": 2}]
-    acc = choice_accuracy(tiny_model, tokenizer, items)
-    assert acc in (0.0, 0.5, 1.0)
+def bigram_model(model, tokenizer, table: dict[str, dict[str, float]]):
+    """Turn ``model`` into a known bigram LM: p(next | previous token) from ``table`` (single-token
+    words; the rest of each row's mass spread evenly), uniform after any other token. Returns
+    (log-probability matrix (V, V), hook handle)."""
+    V = len(tokenizer)
+
+    def tid(word: str) -> int:
+        [i] = tokenizer(word, add_special_tokens=False)["input_ids"]
+        return i
+
+    logp = torch.full((V, V), -math.log(V))
+    for prev, nexts in table.items():
+        row = torch.full((V,), (1.0 - sum(nexts.values())) / (V - len(nexts)))
+        for word, p in nexts.items():
+            row[tid(word)] = p
+        logp[tid(prev)] = row.log()
+
+    def replace_logits(module, args, kwargs, out):
+        out["logits"] = logp[kwargs["input_ids"]]  # log-probabilities are logits that need no normalising
+        return out
+
+    return logp, model.register_forward_hook(replace_logits, with_kwargs=True)
+
+
+BIGRAMS = {" cat": {" times": 0.6, " word": 0.3}, " dog": {" word": 0.6, " times": 0.3},
+           " times": {" 1": 0.6}, " 1": {" 2": 0.6}}
+
+
+def test_corpus_loss_is_the_token_weighted_nll_of_bos_text_eos(tiny_model, tokenizer):
+    logp, hook = bigram_model(tiny_model, tokenizer, BIGRAMS)
+    texts = ["the cat times 1 2", "the dog word", "the cat word the dog"]  # different lengths: token-weighted
+    loss = corpus_loss(tiny_model, tokenizer, texts, batch_size=2)
+    hook.remove()
+    nll, n = 0.0, 0
+    for t in texts:
+        seq = [tokenizer.bos_token_id] + tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        nll -= sum(float(logp[a, b]) for a, b in zip(seq, seq[1:]))  # BOS is context only, EOS a target
+        n += len(seq) - 1
+    assert loss == pytest.approx(nll / n, rel=1e-5)
+
+
+def test_choice_accuracy_sums_choice_logprobs_given_the_context(tiny_model, tokenizer):
+    _, hook = bigram_model(tiny_model, tokenizer, BIGRAMS)
+    items = [
+        # the context decides: " times" after cat, " word" after dog (wrong with the context ignored,
+        # or with the scored positions shifted by one into the context: single-token choices tie)
+        {"context": "the cat", "choices": [" word", " times"], "answer": 1},
+        {"context": "the dog", "choices": [" word", " times", " the"], "answer": 0},
+        # TOTAL log-likelihood: 0.6^3 = 0.216 < 0.3, although the per-token mean prefers the long choice
+        {"context": "the cat", "choices": [" times 1 2", " word"], "answer": 1},
+        # a labelled answer the model disagrees with: counted wrong
+        {"context": "the cat", "choices": [" times", " word"], "answer": 1},
+    ]
+    acc = choice_accuracy(tiny_model, tokenizer, items, batch_size=3)  # batches cut across items
+    hook.remove()
+    assert acc == 0.75
 
 
 def test_set_dropout(tokenizer):

@@ -13,7 +13,7 @@ from instructgpt.train import TrainingDiverged
 from instructgpt.train.pretrain import PretrainConfig, pretrain
 from instructgpt.train.ppo import KLConfig, PPOConfig, train_ppo
 from instructgpt.train.reward import Comparison, RewardConfig, score_pairs, train_reward_model
-from instructgpt.train.sft import SFTConfig, train_sft
+from instructgpt.train.sft import SFTConfig, sft_loss, train_sft
 
 from .conftest import WORDS, make_pairs
 
@@ -52,12 +52,21 @@ def test_sft_lowers_valid_loss(tiny_model, tokenizer):
     assert tiny_model.config.resid_pdrop == 0.0  # dropout restored for later stages
 
 
-def test_sft_selects_by_reward(tiny_model, tokenizer, model_dir):
-    rm = RewardModel.from_causal_lm(model_dir)
-    cfg = SFTConfig(epochs=2, lr=1e-3, batch_size=16, selection="reward", select_prompts=4,
-                    select_max_new_tokens=4, max_len=64, show_progress=False)
-    m = train_sft(tiny_model, tokenizer, make_pairs(32, 1), make_pairs(8, 2), cfg, reward_model=rm)
-    assert "valid/reward" in m and m["best/step"] in (2.0, 4.0)
+def test_sft_keeps_the_checkpoint_with_the_lowest_valid_loss(tiny_model, tokenizer):
+    # A constant high learning rate on 8 demonstrations: valid loss falls, then rises as the model
+    # overfits and destabilises, so the last evaluated checkpoint is not the best one.
+    valid = make_pairs(16, 2)
+    cfg = SFTConfig(epochs=12, lr=3e-2, batch_size=8, warmup=1, min_lr_ratio=1.0, dropout=0.0, max_len=64,
+                    eval_every=2, show_progress=False)
+    logged = []
+    m = train_sft(tiny_model, tokenizer, make_pairs(8, 1), valid, cfg, lambda d, s: logged.append((s, d)))
+    curve = {s: d["valid/loss"] for s, d in logged if "valid/loss" in d and s > 0}
+    assert sorted(curve) == [2, 4, 6, 8, 10, 12]
+    best_step = min(curve, key=curve.get)
+    assert curve[12] > curve[best_step] + 0.5  # the case this test is about: the last is not the best
+    assert m["best/step"] == best_step and m["valid/loss"] == curve[best_step]
+    # the returned model holds those weights, not only their metrics
+    assert sft_loss(tiny_model, tokenizer, valid, 64) == pytest.approx(curve[best_step], rel=1e-5)
 
 
 def test_reward_model_learns_and_demo_mean_is_zero(model_dir, tokenizer):
@@ -68,8 +77,16 @@ def test_reward_model_learns_and_demo_mean_is_zero(model_dir, tokenizer):
     m = train_reward_model(rm, tokenizer, train, valid, demos, cfg)
     assert m["valid/accuracy"] > 0.7
     assert abs(m["demo/mean_reward"]) < 1e-4
-    assert abs(float(score_pairs(rm, tokenizer, demos, max_len=64).mean())) < 1e-4
-    assert m["bias"] == pytest.approx(float(rm.bias))
+    scores = score_pairs(rm, tokenizer, demos, max_len=64)
+    assert abs(float(scores.mean())) < 1e-4
+    # the bias is minus the demonstrations' mean score of the head alone (bias removed), and it
+    # shifts every reward by the same amount
+    raw = copy.deepcopy(rm)
+    raw.bias.zero_()
+    raw_scores = score_pairs(raw, tokenizer, demos, max_len=64)
+    assert abs(float(raw_scores.mean())) > 1e-2  # normalising had something to do
+    assert m["bias"] == pytest.approx(-float(raw_scores.mean()), abs=1e-5)
+    assert torch.allclose(scores, raw_scores + m["bias"], atol=1e-5)
 
 
 def test_training_diverged_names_step_and_quantity(tiny_model, tokenizer):

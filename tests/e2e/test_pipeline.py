@@ -212,12 +212,39 @@ def test_ppo_param_change_reruns_only_ppo_and_evaluate(workspace, prefect_server
     # the new policy is the candidate; the champion moved only if the rule says so
     decision = json.loads((workspace / "outputs/evaluate/registry.json").read_text())
     assert decision["candidate_version"] == 2 and decision["previous_champion_version"] == 1
-    from instructgpt.winrate import WinRate, should_promote
+    # recount the comparison from what the evaluate stage wrote: the candidate's answers
+    # (samples.jsonl), the old champion's (version 1 asked as the stage asks it), the held-out labelers
+    import math
 
-    versus = WinRate(0, decision["comparisons"], decision["win_rate_vs_champion"],
-                     decision["win_rate_vs_champion_low"], decision["win_rate_vs_champion_high"])
-    assert decision["champion_moved"] == int(should_promote(versus))
-    assert decision["champion_version"] == (2 if decision["champion_moved"] else 1)
+    import mlflow
+    import yaml
+    from mlflow import MlflowClient
+
+    from instructgpt.config import from_dict
+    from instructgpt.stages import EvaluateConfig
+    from instructgpt.world import load_world
+
+    cfg = from_dict(EvaluateConfig, yaml.safe_load((workspace / "params.yaml").read_text())["evaluate"], "evaluate")
+    rows = [json.loads(line) for line in (workspace / "outputs/evaluate/samples.jsonl").read_text().splitlines()]
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow/mlflow.db'}")
+    old = mlflow.pyfunc.load_model("models:/instructgpt-policy/1").predict(
+        [r["prompt"] for r in rows], params={"temperature": cfg.temperature, "seed": cfg.seed,
+                                             "max_new_tokens": cfg.max_new_tokens})
+    labelers = load_world(workspace / "data").heldout_labelers()
+    wins = sum(0.5 if r["ppo"] == o else float(labelers.prefer(r["prompt_id"], r["prompt"], r["ppo"], o,
+                                                                 seed=cfg.seed + i).winner == 0)
+               for i, (r, o) in enumerate(zip(rows, old)))
+    n, z = len(rows), 1.96
+    rate = wins / n
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)  # Wilson score interval
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert decision["comparisons"] == n and decision["win_rate_vs_champion"] == pytest.approx(rate)
+    assert decision["win_rate_vs_champion_low"] == pytest.approx(max(0.0, centre - half))
+    assert decision["win_rate_vs_champion_high"] == pytest.approx(min(1.0, centre + half))
+    moved = rate > 0.5 and centre - half > 0.5  # the champion rule (README)
+    assert decision["champion_moved"] == int(moved)
+    assert decision["champion_version"] == (2 if moved else 1)
+    assert int(MlflowClient().get_model_version_by_alias("instructgpt-policy", "champion").version) == (2 if moved else 1)
 
 
 def test_gate_failure_stops_stage_and_writes_nothing(workspace, monkeypatch):

@@ -1,22 +1,24 @@
-"""IngestConfig from params: defaults, nested sections, errors that say what to change."""
+"""IngestConfig from params: nested sections merged over the defaults, errors that say what to change."""
 
 from __future__ import annotations
 
 import pytest
 
 from instructgpt.config import ConfigError, from_dict
-from instructgpt.ingest import IngestConfig
+from instructgpt.ingest import IngestConfig, PiiConfig, SplitConfig
 
 
 def test_from_params_nested():
     cfg = from_dict(
         IngestConfig,
-        {"dedup_prefix_chars": 32, "limit_rows": 100, "pii": {"mode": "redact", "types": ["EMAIL"]},
+        {"dedup_prefix_chars": 32, "limit_rows": 100, "pii": {"mode": "redact"},
          "split": {"train": 0.9, "valid": 0.05, "test": 0.05}},
         "ingest",
     )
-    assert cfg.dedup_prefix_chars == 32 and cfg.pii.mode == "redact" and cfg.split.train == 0.9
-    assert cfg.max_prompts_per_user == 200 and cfg.datasets.ppo == 0.4
+    # each given value lands in its (nested) field; a key left out, at any depth, keeps the
+    # config's own default (a half-given nested section is merged, not replaced)
+    assert cfg == IngestConfig(dedup_prefix_chars=32, limit_rows=100, pii=PiiConfig(mode="redact"),
+                               split=SplitConfig(train=0.9, valid=0.05, test=0.05))
 
 
 @pytest.mark.parametrize(
