@@ -184,9 +184,8 @@ def registry_decision(cfg, stage: Stage, world, test: pd.DataFrame, candidate: l
                                                    "max_new_tokens": cfg.max_new_tokens})
         versus = win_rate(preferences(world.heldout_labelers(), test["prompt_id"].tolist(), texts,
                                       candidate, old_responses, cfg.seed))
-    version = registry.log_and_register("outputs/ppo/model", "policy", registry.POLICY, registry.CausalLMPolicy())
-    rm_version = registry.log_and_register("outputs/rm/model", "reward_model", registry.REWARD_MODEL,
-                                           registry.RewardModelScorer())
+    version = registry.register_policy("outputs/ppo/model")
+    rm_version = registry.register_reward_model("outputs/rm/model")
     moved = should_promote(versus)
     if moved:
         registry.promote(registry.POLICY, version)

@@ -7,6 +7,11 @@ held-out labelers (win rate above 50 % with its 95 % interval excluding 50 %), o
 no champion yet. The reward model that trained the policy is registered alongside
 (``instructgpt-reward-model``) and follows the same aliases.
 
+Both are MLflow models from code (tasks/serving/): the serving file, the library package
+``instructgpt/`` and the model directory are logged together, so a registered model loads and
+serves wherever its pip requirements are installed, without this project
+(tests/pipeline/test_registry.py).
+
 Loading and generating::
 
     import mlflow
@@ -16,78 +21,53 @@ Loading and generating::
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 import mlflow
 import pandas as pd
 
 POLICY = "instructgpt-policy"
 REWARD_MODEL = "instructgpt-reward-model"
-PIP_REQUIREMENTS = ["torch==2.13.0", "transformers>=5.20,<6", "tokenizers>=0.22,<1", "pandas"]
-
-
-def _prompts(model_input: Any) -> list[str]:
-    if isinstance(model_input, pd.DataFrame):
-        col = "prompt" if "prompt" in model_input else model_input.columns[0]
-        return model_input[col].astype(str).tolist()
-    if isinstance(model_input, str):
-        return [model_input]
-    return [str(x) for x in model_input]
-
-
-class CausalLMPolicy(mlflow.pyfunc.PythonModel):
-    """A Hugging Face causal-LM directory as a pyfunc: prompts in, sampled responses out."""
-
-    def load_context(self, context) -> None:
-        from instructgpt.models import load_causal_lm
-
-        self.model, self.tokenizer = load_causal_lm(context.artifacts["model"])
-
-    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
-        from instructgpt.generation import sample
-
-        p = {**GENERATION_PARAMS, **(params or {})}
-        out = sample(self.model, self.tokenizer, _prompts(model_input), max_new_tokens=int(p["max_new_tokens"]),
-                     temperature=float(p["temperature"]), batch_size=int(p["batch_size"]), seed=int(p["seed"]))
-        return [s.response for s in out]
-
-
-class RewardModelScorer(mlflow.pyfunc.PythonModel):
-    """The reward model as a pyfunc: a frame of (prompt, response) in, r(x, y) out."""
-
-    def load_context(self, context) -> None:
-        from instructgpt.models import RewardModel, load_tokenizer
-
-        self.model = RewardModel.from_pretrained(context.artifacts["model"])
-        self.tokenizer = load_tokenizer(context.artifacts["model"])
-
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[float]:
-        from instructgpt.train.reward import score_pairs
-
-        pairs = list(zip(model_input["prompt"].astype(str), model_input["response"].astype(str)))
-        return [float(x) for x in score_pairs(self.model, self.tokenizer, pairs)]
-
-
+# What a model needs where it is loaded; the serving code imports nothing else (tasks/serving/).
+PIP_REQUIREMENTS = ["torch==2.13.0", "transformers>=5.20,<6", "tokenizers>=0.22,<1", "safetensors>=0.5,<1",
+                    "tqdm>=4.66,<5", "pandas"]
+SERVING = Path(__file__).resolve().parent / "serving"
+LIBRARY = Path(__file__).resolve().parents[1] / "instructgpt"
+# The policy's generation params and their defaults; pyfunc passes them to predict() complete.
 GENERATION_PARAMS = {"temperature": 0.7, "max_new_tokens": 48, "seed": 0, "batch_size": 32}
 
 
-def signature(python_model):
-    """Input/output schema; for the policy also the generation params predict() accepts."""
+def register_policy(model_dir: str) -> str:
+    """Register a causal-LM directory as a new version of ``instructgpt-policy``; returns the version."""
     from mlflow.models import infer_signature
 
-    if isinstance(python_model, CausalLMPolicy):
-        return infer_signature(["a prompt"], ["a response"], params=GENERATION_PARAMS)
-    return infer_signature(pd.DataFrame({"prompt": ["a prompt"], "response": ["a response"]}), [0.0])
+    example = ["write a short story about a fox ."]
+    signature = infer_signature(example, ["a response"], params=GENERATION_PARAMS)
+    return log_and_register(model_dir, "policy", POLICY, SERVING / "policy.py", signature, example)
 
 
-def log_and_register(model_dir: str, artifact_name: str, registered_name: str, python_model) -> str:
-    """Log ``model_dir`` as a pyfunc in the active run, register it, tag it `candidate`; returns the version."""
+def register_reward_model(model_dir: str) -> str:
+    """Register a reward-model directory as a new version of ``instructgpt-reward-model``; returns the version."""
+    from mlflow.models import infer_signature
+
+    example = pd.DataFrame({"prompt": ["list three colors ."], "response": ["red , blue , green ."]})
+    signature = infer_signature(example, [0.0])
+    return log_and_register(model_dir, "reward_model", REWARD_MODEL, SERVING / "reward_model.py", signature, example)
+
+
+def log_and_register(model_dir: str, artifact_name: str, registered_name: str, code: Path, signature,
+                     input_example) -> str:
+    """Log ``model_dir`` in the active run as a model from code (``code`` sets the pyfunc, the
+    library travels along), register it and tag it `candidate`; returns the version. MLflow
+    checks that the model answers ``input_example`` and keeps it as the serving example."""
     info = mlflow.pyfunc.log_model(
         name=artifact_name,
-        python_model=python_model,
-        artifacts={"model": model_dir},
+        python_model=str(code),
+        code_paths=[str(LIBRARY)],
+        artifacts={"model": str(model_dir)},
         pip_requirements=PIP_REQUIREMENTS,
-        signature=signature(python_model),
+        signature=signature,
+        input_example=input_example,
     )
     version = mlflow.register_model(info.model_uri, registered_name).version
     mlflow.MlflowClient().set_registered_model_alias(registered_name, "candidate", version)

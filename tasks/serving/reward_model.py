@@ -1,0 +1,28 @@
+"""The reward model as an MLflow model from code: (prompt, response) rows in, r(x, y) out
+(see __init__.py). Scores come from the library's ``score_pairs``, bias included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+
+class RewardModelScorer(mlflow.pyfunc.PythonModel):
+    """A reward-model directory (artifact ``model``: backbone, scalar head, bias, tokenizer) as a pyfunc."""
+
+    def load_context(self, context) -> None:
+        from instructgpt.models import RewardModel, load_tokenizer
+
+        self.model = RewardModel.from_pretrained(context.artifacts["model"])
+        self.tokenizer = load_tokenizer(context.artifacts["model"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> list[float]:
+        from instructgpt.train.reward import score_pairs
+
+        pairs = list(zip(model_input["prompt"].astype(str), model_input["response"].astype(str)))
+        return [float(x) for x in score_pairs(self.model, self.tokenizer, pairs)]
+
+
+mlflow.models.set_model(RewardModelScorer())
