@@ -2,8 +2,9 @@
 
 On a terminal a tqdm bar redraws itself in place. Written to a pipe or a file (a stage run by
 the Prefect flow, a CI log) every redraw would become a line of its own, hundreds per stage; there
-the bar is a few plain lines instead: one when it starts, one at each tenth of the total, one when
-it ends (or one per ``interval`` seconds when the total is unknown).
+the bar is a few plain lines instead: one when it starts, one at each tenth of the total (unless
+the previous line is under ``MIN_GAP`` seconds old: a fast bar is just its first and last line),
+one when it ends; one per ``INTERVAL`` seconds when the total is unknown.
 
     for batch in progress(batches, desc="sample", unit="batch"):
         ...
@@ -21,6 +22,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 EVERY = 0.1  # a line per tenth of the total
+MIN_GAP = 1.0  # seconds: no intermediate line sooner than this after the previous one
 INTERVAL = 30.0  # seconds between lines when the total is unknown
 
 
@@ -29,13 +31,13 @@ class LineProgress:
 
     def __init__(self, iterable: Iterable | None = None, total: float | None = None, desc: str = "",
                  initial: float = 0, unit: str = "it", file: IO[str] | None = None,
-                 every: float = EVERY, interval: float = INTERVAL) -> None:
+                 every: float = EVERY, min_gap: float = MIN_GAP, interval: float = INTERVAL) -> None:
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
         self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
         self.n = self.initial = initial
         self.file = file if file is not None else sys.stderr
-        self.every, self.interval = every, interval
+        self.every, self.min_gap, self.interval = every, min_gap, interval
         self.postfix = ""
         self.start_t = self.last_t = time.monotonic()
         self.closed = False
@@ -44,7 +46,8 @@ class LineProgress:
         self._write()
 
     def _bucket_of(self, n: float) -> int:
-        return int(n / self.total / self.every) if self.total else 0
+        # n * parts // total, not n / total / every: 300 / 1000 / 0.1 is 2.999...
+        return int(n * round(1 / self.every) // self.total) if self.total else 0
 
     def _write(self) -> None:
         now = time.monotonic()
@@ -60,7 +63,8 @@ class LineProgress:
             bucket = self._bucket_of(self.n)
             if bucket > self._bucket:
                 self._bucket = bucket
-                self._write()
+                if time.monotonic() - self.last_t >= self.min_gap:
+                    self._write()
         elif time.monotonic() - self.last_t >= self.interval:
             self._write()
 
