@@ -147,6 +147,7 @@ def run_dvc_stage(stage: str, parent_run_id: str | None, log: Callable[[str], No
         text = decoder.decode(data)
         stage_log.feed(text)
         chunks.append(text)
+    stage_log.feed(decoder.decode(b"", final=True))
     stage_log.close()
     proc.wait()
     output = "".join(chunks)
