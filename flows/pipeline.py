@@ -3,7 +3,13 @@
 Each task runs `dvc repro <stage>`: DVC alone decides whether the stage is stale and owns the
 cache; Prefect owns when, retries, logs and the run's overview (one markdown artifact per
 stage: ran or skipped, gate result, key metrics, MLflow link). DVC calls are serialised (one
-workspace, one `dvc repro` at a time): the tasks run one after another.
+workspace, one `dvc repro` at a time): the tasks run one after another, and the deployment
+allows one flow run at a time (prefect.yaml).
+
+DVC runs on the flow's own interpreter (`python -m dvc`), and so do the stages, whatever the
+PATH of the process worker. Each line a stage writes goes to the Prefect run logger, progress
+bars as a few lines rather than one per redraw. A run in which every stage was cached leaves no
+MLflow parent run: its overview links the run that produced the outputs.
 
     python -m flows.pipeline                 # the flow, against PREFECT_API_URL or an ephemeral server
     python -m flows.pipeline --profile tiny  # the same in profiles/tiny/, a workspace of its own
@@ -13,11 +19,14 @@ workspace, one `dvc repro` at a time): the tasks run one after another.
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
+import math
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,22 +82,74 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def run_dvc_stage(stage: str, parent_run_id: str | None) -> StageOutcome:
-    """`dvc repro <stage>` with the MLflow parent run id in the environment."""
+class StageLog:
+    """A stage's output, line by line, to a logger (the Prefect run logger in the flow).
+
+    A newline ends a line. A carriage return alone redraws the current line (what a tqdm bar
+    writes): only the latest redraw counts, logged at most once per ``interval`` seconds, so a bar
+    refreshing ten times a second does not become ten log lines a second. The state a bar ends
+    on, followed by a newline, is always logged.
+    """
+
+    def __init__(self, emit: Callable[[str], None], interval: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.emit, self.interval, self.clock = emit, interval, clock
+        self._buf = ""
+        self._last_redraw = -math.inf
+
+    def feed(self, text: str) -> None:
+        self._buf += text
+        while True:
+            ends = [i for i in (self._buf.find("\r"), self._buf.find("\n")) if i >= 0]
+            if not ends:
+                return
+            i = min(ends)
+            if self._buf[i] == "\r" and i == len(self._buf) - 1:
+                return  # a "\r\n" may be split across two reads: wait for the next one
+            segment = self._buf[:i]
+            if self._buf[i] == "\n" or self._buf[i + 1] == "\n":
+                self._buf = self._buf[i + (1 if self._buf[i] == "\n" else 2):]
+                if segment.strip():
+                    self.emit(segment.rstrip())
+                continue
+            self._buf = self._buf[i + 1:]
+            if segment.strip() and self.clock() - self._last_redraw >= self.interval:
+                self._last_redraw = self.clock()
+                self.emit(segment.rstrip())
+
+    def close(self) -> None:
+        if self._buf.strip():
+            self.emit(self._buf.strip("\r").rstrip())
+        self._buf = ""
+
+
+def dvc_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    """DVC through the interpreter running the flow, and an environment in which the stages'
+    `python -m tasks.<stage>` finds the same interpreter: a worker started as
+    `.venv/bin/prefect worker start` does not have the virtual environment on its PATH."""
     env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return [sys.executable, "-m", "dvc", *args], env
+
+
+def run_dvc_stage(stage: str, parent_run_id: str | None, log: Callable[[str], None] = print) -> StageOutcome:
+    """`dvc repro <stage>` with the MLflow parent run id in the environment; its output to ``log``."""
+    cmd, env = dvc_command("repro", stage)
     if parent_run_id:
         env[tracking.PARENT_ENV] = parent_run_id
     t0 = time.time()
-    # Stream the stage's output (progress bars included) while keeping it for the outcome.
-    proc = subprocess.Popen(
-        ["dvc", "repro", stage], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    chunks = []
+    # Read bytes, not text: text mode would turn every "\r" of a progress bar into a line.
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
     assert proc.stdout is not None
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        chunks.append(line)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    stage_log = StageLog(log)
+    chunks = []
+    while data := proc.stdout.read(65536):
+        text = decoder.decode(data)
+        stage_log.feed(text)
+        chunks.append(text)
+    stage_log.feed(decoder.decode(b"", final=True))
+    stage_log.close()
     proc.wait()
     output = "".join(chunks)
     if proc.returncode != 0:
@@ -178,7 +239,8 @@ def build_flow():
         task_run_name="{stage}",
     )
     def stage_task(stage: str, parent_run_id: str | None, experiment_id: str) -> StageOutcome:
-        outcome = run_dvc_stage(stage, parent_run_id)
+        logger = get_run_logger()
+        outcome = run_dvc_stage(stage, parent_run_id, logger.info)
         outcome.mlflow_run = _child_run(parent_run_id, stage) if outcome.ran else None
         link = tracking.run_url(experiment_id, outcome.mlflow_run) if outcome.mlflow_run else None
         create_markdown_artifact(
@@ -186,7 +248,7 @@ def build_flow():
             key=f"stage-{stage.replace('_', '-')}",  # keys: lowercase letters, digits, dashes
             description=f"{stage}: {'ran' if outcome.ran else 'skipped'}",
         )
-        get_run_logger().info("%s: %s in %.1fs", stage, "ran" if outcome.ran else "skipped", outcome.seconds)
+        logger.info("%s: %s in %.1fs", stage, "ran" if outcome.ran else "skipped", outcome.seconds)
         return outcome
 
     @flow(name="instructgpt-pipeline", log_prints=True)
@@ -204,11 +266,17 @@ def build_flow():
         with mlflow.start_run(experiment_id=exp_id, run_name="pipeline", tags=tags) as parent:
             for stage in stages or STAGES:
                 outcomes.append(stage_task(stage, parent.info.run_id, exp_id))
-            mlflow.set_tag("dvc_lock_after", tracking.dvc_lock_hash())
-            mlflow.log_dict([o.__dict__ for o in outcomes], "pipeline/outcomes.json")
-        create_markdown_artifact(
-            markdown=_overview(outcomes, exp_id, parent.info.run_id), key="pipeline-overview"
-        )
+            ran = any(o.ran for o in outcomes)
+            if ran:
+                mlflow.set_tag("dvc_lock_after", tracking.dvc_lock_hash())
+                mlflow.log_dict([o.__dict__ for o in outcomes], "pipeline/outcomes.json")
+        parent_id: str | None = parent.info.run_id
+        if not ran:
+            # Every stage was cached: the parent would be an empty row in the runs table. The
+            # overview links the pipeline run that produced the current outputs instead.
+            mlflow.MlflowClient().delete_run(parent.info.run_id)
+            parent_id = None
+        create_markdown_artifact(markdown=_overview(outcomes, exp_id, parent_id), key="pipeline-overview")
         return [o.__dict__ for o in outcomes]
 
     return pipeline
@@ -228,10 +296,31 @@ def _child_run(parent_run_id: str | None, stage: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def _overview(outcomes: list[StageOutcome], exp_id: str, parent_id: str) -> str:
+def producing_run(exp_id: str) -> str | None:
+    """The latest pipeline run that left dvc.lock as it is now: the one whose stages produced the
+    current outputs (None when plain `dvc repro` or no pipeline run did)."""
+    import mlflow
+
+    runs = mlflow.search_runs(
+        experiment_ids=[exp_id],
+        filter_string=f"tags.dvc_lock_after = '{tracking.dvc_lock_hash()}'",
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _overview(outcomes: list[StageOutcome], exp_id: str, parent_id: str | None) -> str:
     lines = ["# InstructGPT pipeline", "", "| stage | status | seconds |", "| --- | --- | --- |"]
     lines += [f"| {o.stage} | {'ran' if o.ran else 'skipped'} | {o.seconds} |" for o in outcomes]
-    lines += ["", f"MLflow parent run: {tracking.run_url(exp_id, parent_id)}"]
+    if parent_id is not None:
+        lines += ["", f"MLflow parent run: {tracking.run_url(exp_id, parent_id)}"]
+    else:
+        lines += ["", "Every stage was cached: no MLflow run was recorded for this pipeline run."]
+        producer = producing_run(exp_id)
+        if producer is not None:
+            lines += [f"The outputs come from MLflow run: {tracking.run_url(exp_id, producer)}"]
     return "\n".join(lines)
 
 

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.data import collate_prompts
+from instructgpt.progress import progress
 
 
 @dataclass
@@ -92,8 +92,12 @@ def sample(
     seed: int = 0,
     max_prompt_len: int | None = None,
     show_progress: bool = False,
+    desc: str = "sample",
 ) -> list[Sample]:
-    """Responses for ``prompts`` in order; same (model, prompts, seed, batch_size) -> same output."""
+    """Responses for ``prompts`` in order; same (model, prompts, seed, batch_size) -> same output.
+
+    ``show_progress`` shows a progress bar named ``desc``, counting prompts.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -103,8 +107,8 @@ def sample(
         max_prompt_len = n_pos - max_new_tokens if n_pos else None
     samples: list[Sample] = []
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    starts = range(0, len(prompts), batch_size)
-    for start in tqdm(starts, desc="sample", disable=not show_progress):
+    bar = progress(total=len(prompts), desc=desc, unit="prompt", disable=not show_progress)
+    for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start: start + batch_size])
         b = collate_prompts(tokenizer, chunk, max_prompt_len)
         resp = generate_ids(model, b.input_ids.to(device), b.attention_mask.to(device), b.position_ids.to(device),
@@ -114,5 +118,7 @@ def sample(
             ids = row[: row.index(eos) + 1] if ended else row
             text = tokenizer.decode(ids[:-1] if ended else ids, skip_special_tokens=True)
             samples.append(Sample(prompt, text, ids, ended))
+        bar.update(len(chunk))
+    bar.close()
     model.train(was_training)
     return samples

@@ -100,15 +100,17 @@ def generate_all(cfg, prompts: list[str], prefix: str) -> dict[str, list[str]]:
     from instructgpt.generation import sample
     from instructgpt.models import load_causal_lm
 
-    def run(path: str, contexts: list[str]) -> list[str]:
+    def run(name: str, path: str, contexts: list[str]) -> list[str]:
         model, tokenizer = load_causal_lm(path)
         got = sample(model, tokenizer, contexts, max_new_tokens=cfg.max_new_tokens,
-                     temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed)
+                     temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed,
+                     show_progress=True, desc=f"evaluate: sample {name}")
         return [s.response for s in got]
 
-    out = {name: run(path, prompts) for name, path in MODELS.items()}
+    out = {name: run(name, path, prompts) for name, path in MODELS.items()}
     # Few-shot: the answer ends where the next example would start.
-    out[FEWSHOT] = [r.split("\n")[0].strip() for r in run(MODELS["base"], [prefix + p for p in prompts])]
+    fewshot = run(FEWSHOT, MODELS["base"], [prefix + p for p in prompts])
+    out[FEWSHOT] = [r.split("\n")[0].strip() for r in fewshot]
     return out
 
 
@@ -123,19 +125,23 @@ def preferences(labelers, ids, texts, cand: list[str], base: list[str], seed: in
 
 def judge_all(cfg, world, test: pd.DataFrame, responses: dict[str, list[str]]):
     """Held-out labelers' preferences and the world's gold judgements."""
+    from instructgpt.progress import progress
     from instructgpt.winrate import win_rate
 
     heldout = world.heldout_labelers()
     ids, texts = test["prompt_id"].tolist(), test["text"].astype(str).tolist()
+    names = [*MODELS, FEWSHOT, REFERENCE]
+    bar = progress(total=(len(COMPARISONS) + len(names)) * len(ids), desc="evaluate: judge", unit="judgement")
     metrics: dict[str, float] = {"n_prompts": len(ids)}
     win_rows = []
     for cand, base in COMPARISONS:
         wr = win_rate(preferences(heldout, ids, texts, responses[cand], responses[base], cfg.seed))
+        bar.update(len(ids))
         key = f"{cand}_vs_{base}"
         metrics.update({f"win_rate/{key}": wr.rate, f"win_rate/{key}_low": wr.low, f"win_rate/{key}_high": wr.high})
         win_rows.append({"comparison": key, "win_rate": wr.rate, "low": wr.low, "high": wr.high, "n": wr.n})
     fam_rows = []
-    for name in [*MODELS, FEWSHOT, REFERENCE]:
+    for name in names:
         judgements = [world.judge(pid, r) for pid, r in zip(ids, responses[name])]
         util = [heldout.utility(pid, r) for pid, r in zip(ids, responses[name])]
         closed = [j for j in judgements if j.family in world.closed_domain]
@@ -149,6 +155,8 @@ def judge_all(cfg, world, test: pd.DataFrame, responses: dict[str, list[str]]):
         metrics[f"{name}/harmful_compliance_rate"] = (
             float(np.mean([j.complied_harmful for j in harmful])) if harmful else 0.0)
         fam_rows += [{"model": name, "family": j.family, "utility": u} for j, u in zip(judgements, util)]
+        bar.update(len(ids))
+    bar.close()
     per_family = pd.DataFrame(fam_rows).pivot_table(index="family", columns="model", values="utility", aggfunc="mean")
     return metrics, win_rows, per_family
 
@@ -157,11 +165,12 @@ def alignment_tax(cfg, heldout_fraction: float) -> dict[str, float]:
     """Held-out corpus loss and public NLP task accuracy of each model."""
     from instructgpt.evaluation import choice_accuracy, corpus_loss
     from instructgpt.models import load_causal_lm
+    from instructgpt.progress import progress
 
     _, heldout_texts = inputs.split_corpus(inputs.corpus(), heldout_fraction)
     items = inputs.read_jsonl(inputs.raw("nlp_task")).head(cfg.nlp_task_items).to_dict("records")
     out = {}
-    for name, path in MODELS.items():
+    for name, path in progress(MODELS.items(), total=len(MODELS), desc="evaluate: alignment tax", unit="model"):
         model, tokenizer = load_causal_lm(path)
         out[f"{name}/corpus_loss"] = corpus_loss(model, tokenizer, heldout_texts[: cfg.corpus_docs])
         out[f"{name}/nlp_task_accuracy"] = choice_accuracy(model, tokenizer, items)

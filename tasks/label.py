@@ -54,6 +54,7 @@ def simulated_rankings(cfg, prompts: pd.DataFrame) -> tuple[list[dict], dict[str
     """
     from instructgpt.generation import sample
     from instructgpt.models import load_causal_lm
+    from instructgpt.progress import progress
     from instructgpt.world import load_world
 
     if cfg.max_prompts is not None and len(prompts) > cfg.max_prompts:
@@ -64,12 +65,15 @@ def simulated_rankings(cfg, prompts: pd.DataFrame) -> tuple[list[dict], dict[str
     texts = prompts["text"].astype(str).tolist()
     flat = [t for t, k in zip(texts, ks) for _ in range(OVERSAMPLE * int(k))]
     samples = sample(model, tokenizer, flat, max_new_tokens=cfg.max_new_tokens,
-                     temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed)
+                     temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed,
+                     show_progress=True, desc="label: sample")
     world = load_world(inputs.raw("world"))
     train_pool, heldout_pool = world.training_labelers(), world.heldout_labelers()
     rows, agree_train, agree_heldout, dropped = [], [], [], 0
     pos = 0
-    for i, (row, k) in enumerate(zip(prompts.itertuples(index=False), ks)):
+    ranked = progress(zip(prompts.itertuples(index=False), ks), total=len(prompts), desc="label: rank",
+                      unit="prompt")
+    for i, (row, k) in enumerate(ranked):
         candidates = [s.response for s in samples[pos : pos + OVERSAMPLE * int(k)]]
         pos += OVERSAMPLE * int(k)
         responses = list(dict.fromkeys(candidates))[: int(k)]

@@ -134,9 +134,9 @@ class PiiDetector:
         else:
             it = zip(idx_list, types_of)
             if progress:
-                from tqdm.auto import tqdm
+                from instructgpt.progress import progress as bar
 
-                it = tqdm(it, total=len(idx), desc="ingest: PII (Presidio)", unit="prompt", leave=False)
+                it = bar(it, total=len(idx), desc="ingest: PII (Presidio)", unit="prompt", leave=False)
             for i, types in it:
                 out[i] = self._analyze(views[i], types)
         if views is not texts:
@@ -193,10 +193,10 @@ class PiiDetector:
                                      initargs=(self.cfg,)) as pool:
                 results = pool.map(_analyze_chunk, chunks)
                 if progress:
-                    from tqdm.auto import tqdm
+                    from instructgpt.progress import progress as bar
 
-                    results = tqdm(results, total=len(chunks), desc="ingest: PII (Presidio)",
-                                   unit="chunk", leave=False)
+                    results = bar(results, total=len(chunks), desc="ingest: PII (Presidio)",
+                                  unit="chunk", leave=False)
                 out = []
                 for part in results:
                     out.extend(part)

@@ -191,16 +191,16 @@ def _report(rows_in, kept, quarantine, cfg, timings, prompts_by_type, spans_by_t
 
 
 class _Steps:
-    """A tqdm bar over the rules (or nothing when progress is off)."""
+    """A progress bar over the rules (or nothing when progress is off)."""
 
     NAMES = ("schema", "pii", "dedup", "cap", "split_datasets")
 
     def __init__(self, progress: bool) -> None:
         self.bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from instructgpt.progress import progress as bar
 
-            self.bar = tqdm(total=len(self.NAMES), desc="ingest", unit="rule")
+            self.bar = bar(total=len(self.NAMES), desc="ingest", unit="rule")
 
     def set(self, name: str) -> None:
         if self.bar is not None:

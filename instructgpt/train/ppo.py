@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.config import ConfigError, to_dict
@@ -41,6 +40,7 @@ from instructgpt.losses import (
     ppo_value_loss,
 )
 from instructgpt.models import RewardModel, position_ids_from_mask, set_dropout
+from instructgpt.progress import progress
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from instructgpt.train.common import LogFn, check_finite, device_of, distributed, make_optimizer, no_log
 
@@ -129,7 +129,7 @@ class PPOConfig:
     sample_every: int = 10
     """Pass a few samples to ``sample_log`` every N steps (0 = never)."""
     show_progress: bool = True
-    """tqdm progress bar."""
+    """Progress bar (a few log lines when stderr is not a terminal)."""
     checkpoint_dir: str | None = None
     """Resumable checkpoint directory (None = none); an existing checkpoint is resumed."""
     checkpoint_every: int = 0
@@ -246,7 +246,8 @@ def train_ppo(
         step, prompt_pos, ptx_pos = int(state["step"]), int(state["prompt_pos"]), int(state["ptx_pos"])
         ema = state["ema"]
     metrics: dict[str, float] = {}
-    bar = tqdm(total=cfg.steps, initial=step, desc="ppo", disable=not (cfg.show_progress and ctx.is_main))
+    bar = progress(total=cfg.steps, initial=step, desc="ppo", unit="step",
+                   disable=not (cfg.show_progress and ctx.is_main))
     while step < cfg.steps:
         # 1. rollout: sample responses with the KV cache at the PPO temperature
         b_prompts = [prompts[_nth(len(prompts), cfg.seed, prompt_pos + i)] for i in range(cfg.batch_size)]

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.config import ConfigError, to_dict
 from instructgpt.data import epoch_permutation, make_blocks
 from instructgpt.evaluation import corpus_loss
 from instructgpt.losses import lm_loss
+from instructgpt.progress import progress
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from instructgpt.train.common import (
     LogFn,
@@ -55,7 +55,7 @@ class PretrainConfig:
     eval_batch_size: int = 32
     """Texts per forward pass for the validation loss."""
     show_progress: bool = True
-    """tqdm progress bar."""
+    """Progress bar (a few log lines when stderr is not a terminal)."""
     checkpoint_dir: str | None = None
     """Where to keep a resumable checkpoint (None = no checkpoints); an existing one is resumed."""
     checkpoint_every: int = 0
@@ -102,7 +102,8 @@ def pretrain(
         set_rng_state(state["rng"])
         step, loss_ema = int(state["step"]), state["loss_ema"]
     model.train()
-    bar = tqdm(total=total, initial=step, desc="pretrain", disable=not (cfg.show_progress and ctx.is_main))
+    bar = progress(total=total, initial=step, desc="pretrain", unit="step",
+                   disable=not (cfg.show_progress and ctx.is_main))
     for epoch in range(cfg.epochs):
         if step >= total:
             break

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from instructgpt.config import ConfigError, to_dict
 from instructgpt.data import collate_pairs, epoch_permutation
 from instructgpt.losses import ranking_loss
 from instructgpt.models import RewardModel, set_dropout
+from instructgpt.progress import progress
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from instructgpt.train.common import (
     LogFn,
@@ -77,7 +77,7 @@ class RewardConfig:
     log_every: int = 10
     """Log train metrics every N steps."""
     show_progress: bool = True
-    """tqdm progress bar."""
+    """Progress bar (a few log lines when stderr is not a terminal)."""
     checkpoint_dir: str | None = None
     """Resumable checkpoint directory (None = none); an existing checkpoint is resumed."""
     checkpoint_every: int = 0
@@ -200,7 +200,8 @@ def train_reward_model(
         set_rng_state(state["rng"])
         step, acc_ema, loss_ema = int(state["step"]), state["acc_ema"], state["loss_ema"]
     rm.train()
-    bar = tqdm(total=total, initial=step, desc="reward", disable=not (cfg.show_progress and ctx.is_main))
+    bar = progress(total=total, initial=step, desc="reward", unit="step",
+                   disable=not (cfg.show_progress and ctx.is_main))
     for epoch in range(cfg.epochs):
         if step >= total:
             break

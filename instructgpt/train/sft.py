@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.config import ConfigError, to_dict
 from instructgpt.data import collate_sft, epoch_permutation, length_grouped_permutation
 from instructgpt.losses import lm_loss
 from instructgpt.models import set_dropout
+from instructgpt.progress import progress
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from instructgpt.train.common import (
     LogFn,
@@ -75,7 +75,7 @@ class SFTConfig:
     log_every: int = 10
     """Log train metrics every N steps."""
     show_progress: bool = True
-    """tqdm progress bar."""
+    """Progress bar (a few log lines when stderr is not a terminal)."""
     checkpoint_dir: str | None = None
     """Resumable checkpoint directory (None = none); an existing checkpoint is resumed."""
     checkpoint_every: int = 0
@@ -154,7 +154,8 @@ def train_sft(
     else:
         before = evaluate(0)
     model.train()
-    bar = tqdm(total=total, initial=step, desc="sft", disable=not (cfg.show_progress and ctx.is_main))
+    bar = progress(total=total, initial=step, desc="sft", unit="step",
+                   disable=not (cfg.show_progress and ctx.is_main))
     for epoch in range(cfg.epochs):
         if step >= total:
             break

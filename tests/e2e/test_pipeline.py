@@ -181,6 +181,43 @@ def test_second_run_skips_everything(workspace, prefect_server, monkeypatch):
     assert time.time() - t0 < 60
 
 
+def test_cached_run_adds_no_mlflow_parent_run(workspace, prefect_server, monkeypatch):
+    """A run in which every stage was cached leaves the runs table as it was; its Prefect overview
+    links the pipeline run that produced the outputs."""
+    import asyncio
+
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    from tasks.tracking import run_url
+
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow/mlflow.db'}")
+    exp_id = client.get_experiment_by_name("instructgpt").experiment_id
+
+    def table() -> list[str]:
+        return sorted(r.info.run_id for r in client.search_runs([exp_id], max_results=1000))
+
+    before = table()
+    outcomes = _flow(workspace, monkeypatch)
+    assert not any(o["ran"] for o in outcomes), outcomes
+    assert table() == before
+    [producer] = client.search_runs([exp_id], "tags.mlflow.runName = 'pipeline'")
+
+    async def overview() -> str:
+        async with get_client() as prefect:
+            [art] = await prefect.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pipeline-overview"])),
+                sort=ArtifactSort.CREATED_DESC, limit=1,
+            )
+            return art.data
+
+    text = asyncio.run(overview())
+    assert "Every stage was cached" in text
+    assert f"The outputs come from MLflow run: {run_url(exp_id, producer.info.run_id)}" in text
+
+
 def test_run_cache_through_a_remote_skips_training(workspace, tmp_path_factory):
     """README, scaling out: `dvc push --run-cache` here, `dvc pull --run-cache` in a second
     workspace, and its `dvc repro` restores every stage's outputs instead of training again."""
