@@ -270,6 +270,8 @@ def build_flow():
             if ran:
                 mlflow.set_tag("dvc_lock_after", tracking.dvc_lock_hash())
                 mlflow.log_dict([o.__dict__ for o in outcomes], "pipeline/outcomes.json")
+                if Path("dvc.lock").exists():  # the workspace's record of what ran (not in git)
+                    mlflow.log_artifact("dvc.lock", "pipeline")
         parent_id: str | None = parent.info.run_id
         if not ran:
             # Every stage was cached: the parent would be an empty row in the runs table. The

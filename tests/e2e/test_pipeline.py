@@ -137,6 +137,9 @@ def test_mlflow_parent_and_children(workspace, monkeypatch):
     for stage in ["base", "sft", "rm", "ppo", "ppo_noptx"]:
         files = [f.path for f in client.list_artifacts(by_stage[stage].info.run_id, "model")]
         assert any(f.endswith(".safetensors") for f in files), (stage, files)
+    # the parent run keeps the workspace's dvc.lock (it is not committed to git)
+    parent_files = [f.path for f in client.list_artifacts(parents[0].info.run_id, "pipeline")]
+    assert "pipeline/dvc.lock" in parent_files
     # what ppo_noptx records is what it trained with (γ = 0), in MLflow and next to the model
     assert float(by_stage["ppo_noptx"].data.params["ppo.ptx_coef"]) == 0.0
     assert float(by_stage["ppo"].data.params["ppo.ptx_coef"]) > 0.0
