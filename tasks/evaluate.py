@@ -189,8 +189,10 @@ def registry_decision(cfg, stage: Stage, world, test: pd.DataFrame, candidate: l
     if champion is not None:
         old = mlflow.pyfunc.load_model(f"models:/{registry.POLICY}@champion")
         texts = test["text"].astype(str).tolist()
+        # the same sampler settings as the candidate's responses (batch make-up changes samples)
         old_responses = old.predict(texts, params={"temperature": cfg.temperature, "seed": cfg.seed,
-                                                   "max_new_tokens": cfg.max_new_tokens})
+                                                   "max_new_tokens": cfg.max_new_tokens,
+                                                   "batch_size": cfg.batch_size})
         versus = win_rate(preferences(world.heldout_labelers(), test["prompt_id"].tolist(), texts,
                                       candidate, old_responses, cfg.seed))
     version = registry.register_policy("outputs/ppo/model")

@@ -222,7 +222,7 @@ def test_cached_run_adds_no_mlflow_parent_run(workspace, prefect_server, monkeyp
 
 
 def test_run_cache_through_a_remote_skips_training(workspace, tmp_path_factory):
-    """README, scaling out: `dvc push --run-cache` here, `dvc pull --run-cache` in a second
+    """README, scaling out: `dvc push --run-cache` here, `dvc fetch --run-cache` in a second
     workspace, and its `dvc repro` restores every stage's outputs instead of training again."""
     from tests.e2e.conftest import make_workspace
 
@@ -231,7 +231,7 @@ def test_run_cache_through_a_remote_skips_training(workspace, tmp_path_factory):
     run(workspace, "dvc", "push", "-q", "-r", "shared", "--run-cache")
     other = make_workspace(tmp_path_factory.mktemp("second"))
     run(other, "dvc", "remote", "add", "-f", "shared", str(remote))
-    run(other, "dvc", "pull", "-q", "-r", "shared", "--run-cache")
+    run(other, "dvc", "fetch", "-q", "-r", "shared", "--run-cache")
     out = run(other, "dvc", "repro").stdout
     assert out.count("is cached - skipping run") == len(STAGES), out
     assert "Running stage" not in out
@@ -269,7 +269,7 @@ def test_ppo_param_change_reruns_only_ppo_and_evaluate(workspace, prefect_server
     mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow/mlflow.db'}")
     old = mlflow.pyfunc.load_model("models:/instructgpt-policy/1").predict(
         [r["prompt"] for r in rows], params={"temperature": cfg.temperature, "seed": cfg.seed,
-                                             "max_new_tokens": cfg.max_new_tokens})
+                                             "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size})
     labelers = load_world(workspace / "data").heldout_labelers()
     wins = sum(0.5 if r["ppo"] == o else float(labelers.prefer(r["prompt_id"], r["prompt"], r["ppo"], o,
                                                                  seed=cfg.seed + i).winner == 0)
