@@ -151,16 +151,20 @@ class Stage:
         stage succeeds. A resumed stage says so (stdout, MLflow tag ``resumed_from_step``) and
         restores the metrics logged before the kill from the folder's journal, so its curves cover
         the whole run."""
-        key = hashlib.sha256(
-            json.dumps({"params": data, "inputs": self._inputs_signature()}, sort_keys=True, default=str).encode()
-        ).hexdigest()[:12]
+        keys: list[str] = []
+
+        def key() -> str:  # hashing the inputs costs a read of them: only when a section checkpoints
+            if not keys:
+                signature = {"params": data, "inputs": self._inputs_signature()}
+                keys.append(hashlib.sha256(json.dumps(signature, sort_keys=True, default=str).encode()).hexdigest()[:12])
+            return keys[0]
 
         def fill(node: Any, path: str) -> Any:
             if not isinstance(node, dict):
                 return node
             node = {k: fill(v, f"{path}-{k}") for k, v in node.items()}
             if node.get("checkpoint_every") and not node.get("checkpoint_dir"):
-                directory = Path("outputs/.checkpoints") / f"{path}-{key}"
+                directory = Path("outputs/.checkpoints") / f"{path}-{key()}"
                 self._checkpoints.append(directory)
                 node["checkpoint_dir"] = str(directory)
                 self._open_journal(directory)
