@@ -53,7 +53,7 @@ run: venv data
 	@echo
 	@echo "Results ($(PROFILE) profile):"
 	@echo "  evaluation report : $(WS)outputs/evaluate/report.md"
-	@echo "  DVC metrics       : $(if $(WS),cd $(WS) && ,)dvc metrics show   (compare runs: dvc metrics diff)"
+	@echo "  DVC metrics       : $(if $(WS),cd $(WS) && ,)dvc metrics show   (compare runs in the MLflow UI)"
 	@echo "  MLflow runs       : make ui$(if $(WS), PROFILE=$(PROFILE),), then the URL it prints"
 	@echo "  Prefect artifacts : prefect server start (PREFECT_HOME=.prefect), then http://127.0.0.1:4200"
 
