@@ -36,7 +36,7 @@ from flows.profiles import DEMO, profile_workspace
 from tasks import tracking
 
 STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "evaluate"]
-NOT_RETRIED = {2: "bad params", 3: "gate failed", 4: "training diverged"}
+NOT_RETRIED = {2: "bad params", 3: "gate failed", 4: "training diverged", 5: "awaiting labels"}
 KEY_METRICS = {
     "ingest": ["rows_in", "kept", "removed"],
     "base": ["valid/loss", "nlp_task/accuracy"],

@@ -11,7 +11,8 @@ A stage module defines ``def body(stage: Stage) -> None`` and ends with
 - ``stage.metrics`` is written to the stage's DVC metrics file and logged to MLflow.
 
 Exit codes: 0 ok, 1 unexpected error (retried by the flow), 2 bad params, 3 gate failed,
-4 training diverged (2-4 are not retried: re-running cannot fix them).
+4 training diverged, 5 awaiting labels (2-5 are not retried: re-running cannot fix them; on 5 the
+Prefect flow pauses until people have answered the exported tasks, instructgpt.labeling).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from tasks.gates import GateFailed, GateResult, Table, run_gate
 T = TypeVar("T")
 # Under torchrun every rank runs the stage; only rank 0 writes outputs and logs to MLflow.
 RANK = int(os.environ.get("RANK", "0"))
-EXIT_ERROR, EXIT_CONFIG, EXIT_GATE, EXIT_DIVERGED = 1, 2, 3, 4
+EXIT_ERROR, EXIT_CONFIG, EXIT_GATE, EXIT_DIVERGED, EXIT_AWAITING = 1, 2, 3, 4, 5
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -312,6 +313,36 @@ class Stage:
         shutil.rmtree(self._staging, ignore_errors=True)
 
 
+class AwaitingLabels(RuntimeError):
+    """People have not yet answered the tasks this stage exported: stop, say what and how to go on.
+
+    ``tasks_file`` lists the exported tasks (JSONL, one task per line); ``answers`` is the
+    directory their answers go into (a DVC dependency of the stage, so the next `dvc repro`
+    re-runs it). A marker ``labels/outbox/<stage>.waiting.json`` tells the Prefect flow what it
+    waits for (flows/pipeline.py pauses the flow run until it is resumed from the UI)."""
+
+    def __init__(self, stage: str, kind: str, tasks_file: Path, pending: int, answered: int,
+                 answers: Path, how: str = "") -> None:
+        self.stage, self.kind, self.tasks_file, self.answers = stage, kind, Path(tasks_file), Path(answers)
+        self.pending, self.answered = pending, answered
+        super().__init__(
+            f"awaiting labels: {pending} {kind} task(s) not yet answered ({answered} answered) - "
+            f"exported to {tasks_file}. Answer them (Label Studio: `make labels-push`, label, then "
+            f"`make labels-pull`; or write answers as JSONL into {answers}/, format in README), then "
+            f"run `dvc repro` again (the Prefect flow waits: resume it from its UI)." + (f" {how}" if how else ""))
+
+    def marker(self) -> Path:
+        return Path("labels/outbox") / f"{self.stage}.waiting.json"
+
+    def write_marker(self) -> None:
+        path = self.marker()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({
+            "stage": self.stage, "kind": self.kind, "tasks_file": str(self.tasks_file),
+            "pending": self.pending, "answered": self.answered, "answers": str(self.answers),
+            "message": str(self)}, indent=2))
+
+
 def main(name: str, body: Callable[[Stage], None], section: str | None = None) -> int:
     """Run one stage: MLflow child run, body, atomic commit; map failures to exit codes.
 
@@ -335,6 +366,9 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
             return _fail(name, run, f"bad params: {exc}", EXIT_CONFIG)
         except GateFailed as exc:
             return _fail(name, run, str(exc), EXIT_GATE)
+        except AwaitingLabels as exc:
+            exc.write_marker()
+            return _fail(name, run, str(exc), EXIT_AWAITING, verb="STOPPED")
         except Exception as exc:  # noqa: BLE001 - any other failure: report, exit non-zero
             if type(exc).__name__ == "TrainingDiverged":  # the library's non-finite-loss error
                 return _fail(name, run, f"{exc}; no model was written", EXIT_DIVERGED)
@@ -365,8 +399,8 @@ def _start_run(name: str):
     return mlflow.start_run(experiment_id=exp_id, run_name=name, parent_run_id=parent, tags=tags)
 
 
-def _fail(name: str, run: Any, message: str, code: int) -> int:
-    print(f"[{name}] FAILED: {message}", file=sys.stderr)
+def _fail(name: str, run: Any, message: str, code: int, verb: str = "FAILED") -> int:
+    print(f"[{name}] {verb}: {message}", file=sys.stderr)
     if run is not None:
         import mlflow
 

@@ -51,7 +51,7 @@ def body(stage: Stage) -> None:
 
     from instructgpt.world import load_world
 
-    world = load_world(inputs.raw("world"))
+    world = load_world(inputs.raw("judgements"))
     metrics, win_rows, per_family = judge_all(cfg, world, test, responses)
     heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
     metrics.update(alignment_tax(cfg, heldout))

@@ -14,7 +14,7 @@ import pandas as pd
 
 PROMPTS = Path("outputs/ingest/prompts.jsonl")
 QUARANTINE = Path("outputs/ingest/quarantine.jsonl")
-RAW_INPUTS = ("prompts", "demonstrations", "corpus", "nlp_task", "world")
+RAW_INPUTS = ("prompts", "demonstrations", "corpus", "nlp_task", "models", "rankings", "judgements")
 
 
 @functools.cache
@@ -31,7 +31,7 @@ def _inputs_section() -> dict[str, str]:
 
 
 def raw(name: str) -> Path:
-    """Path of raw input ``name`` (prompts, demonstrations, corpus, nlp_task, world) from params.yaml."""
+    """Path of raw input ``name`` (one of RAW_INPUTS) from params.yaml."""
     return Path(_inputs_section()[name])
 
 

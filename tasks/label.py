@@ -67,7 +67,7 @@ def simulated_rankings(cfg, prompts: pd.DataFrame) -> tuple[list[dict], dict[str
     samples = sample(model, tokenizer, flat, max_new_tokens=cfg.max_new_tokens,
                      temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed,
                      show_progress=True, desc="label: sample")
-    world = load_world(inputs.raw("world"))
+    world = load_world(inputs.raw("rankings"))
     train_pool, heldout_pool = world.training_labelers(), world.heldout_labelers()
     rows, agree_train, agree_heldout, dropped = [], [], [], 0
     pos = 0

@@ -63,7 +63,7 @@ class OverOptimisation:
         try:
             from instructgpt.world import load_world
 
-            self.pool = load_world(inputs.raw("world")).heldout_labelers()
+            self.pool = load_world(inputs.raw("judgements")).heldout_labelers()
         except (FileNotFoundError, OSError):  # real data: no gold judge, no curve
             self.pool = None
 
