@@ -11,6 +11,13 @@ PATH of the process worker. Each line a stage writes goes to the Prefect run log
 bars as a few lines rather than one per redraw. A run in which every stage was cached leaves no
 MLflow parent run: its overview links the run that produced the outputs.
 
+When a stage stops because people have not yet answered the tasks it exported (exit 5: human
+rankings or judgements, tasks/common.py `AwaitingLabels`), the flow run pauses: with Label Studio
+configured (LABEL_STUDIO_URL) it first pushes the tasks there; someone resumes the run from the
+Prefect UI ("Resume", a small form) once the answers are in; the flow pulls them from Label Studio
+and runs the stage again. Without a Prefect server to resume from (an ephemeral API), the flow
+stops with the stage's message instead, like `dvc repro`.
+
     python -m flows.pipeline                 # the flow, against PREFECT_API_URL or an ephemeral server
     python -m flows.pipeline --profile tiny  # the same in profiles/tiny/, a workspace of its own
                                              # (flows/profiles.py; params.yaml stays untouched)
@@ -48,6 +55,11 @@ KEY_METRICS = {
     "evaluate": ["win_rate/sft_vs_base", "win_rate/ppo_vs_sft", "win_rate/ppo_vs_base_fewshot",
                  "win_rate/ppo_noptx_vs_ppo", "registry/champion_moved"],
 }
+
+
+EXIT_AWAITING = 5
+LABELS_TIMEOUT_S = int(float(os.environ.get("INSTRUCTGPT_LABELS_TIMEOUT_H", "168")) * 3600)
+"""How long a paused flow run waits for labels before it fails (INSTRUCTGPT_LABELS_TIMEOUT_H, default a week)."""
 
 
 class StageFailed(RuntimeError):
@@ -166,6 +178,32 @@ def run_dvc_stage(stage: str, parent_run_id: str | None, log: Callable[[str], No
     )
 
 
+def waiting_marker(stage: str) -> dict[str, Any] | None:
+    """What a stage stopped with exit 5 waits for (written by tasks.common.AwaitingLabels)."""
+    path = Path("labels/outbox") / f"{stage}.waiting.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def can_pause() -> bool:
+    """A flow run can only be resumed from a Prefect server's UI or API, not an ephemeral one."""
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
+
+
+def label_studio_sync(action: str, log: Callable[[str], None]) -> None:
+    """`python -m instructgpt.labeling push|pull` when Label Studio is configured (LABEL_STUDIO_URL)."""
+    if not os.environ.get("LABEL_STUDIO_URL"):
+        return
+    _, env = dvc_command()
+    proc = subprocess.run([sys.executable, "-m", "instructgpt.labeling", action], env=env,
+                          capture_output=True, text=True)
+    for line in (proc.stdout + proc.stderr).splitlines():
+        log(line)
+    if proc.returncode != 0:
+        raise RuntimeError(f"Label Studio {action} failed (exit {proc.returncode})")
+
+
 def _stage_exit_code(output: str, dvc_code: int) -> int:
     """DVC reports the command's exit code as "failed to reproduce ...: exited with N"."""
     import re
@@ -251,6 +289,38 @@ def build_flow():
         logger.info("%s: %s in %.1fs", stage, "ran" if outcome.ran else "skipped", outcome.seconds)
         return outcome
 
+    from prefect.flow_runs import pause_flow_run
+    from prefect.input import RunInput
+
+    class LabelsAnswered(RunInput):
+        """The form shown when resuming a flow run that waits for labels."""
+
+        pull_from_label_studio: bool = True
+        note: str = ""
+
+    def stage_with_labels(stage: str, parent_run_id: str | None, exp_id: str) -> StageOutcome:
+        """Run the stage; while it waits for labels, pause the flow run until someone resumes it."""
+        logger = get_run_logger()
+        for attempt in range(1, 1000):
+            try:
+                return stage_task(stage, parent_run_id, exp_id)
+            except StageFailed as exc:
+                marker = waiting_marker(stage)
+                if exc.code != EXIT_AWAITING or marker is None or not can_pause():
+                    raise
+            label_studio_sync("push", logger.info)
+            create_markdown_artifact(
+                markdown=_waiting_markdown(stage, marker), key=f"waiting-{stage.replace('_', '-')}",
+                description=f"{stage}: waiting for {marker['kind']}")
+            logger.warning("%s waits for %s %s task(s) (%s): resume this flow run once they are answered",
+                           stage, marker["pending"], marker["kind"], marker["tasks_file"])
+            answer = pause_flow_run(wait_for_input=LabelsAnswered, timeout=LABELS_TIMEOUT_S,
+                                    poll_interval=5, key=f"labels-{stage}-{attempt}")
+            logger.info("resumed%s", f": {answer.note}" if answer is not None and answer.note else "")
+            if answer is None or answer.pull_from_label_studio:
+                label_studio_sync("pull", logger.info)
+        raise RuntimeError(f"{stage}: still waiting for labels after 999 resumptions")
+
     @flow(name="instructgpt-pipeline", log_prints=True)
     def pipeline(stages: list[str] | None = None) -> list[dict[str, Any]]:
         """Run the DVC stages in order under one MLflow parent run."""
@@ -265,7 +335,7 @@ def build_flow():
         outcomes: list[StageOutcome] = []
         with mlflow.start_run(experiment_id=exp_id, run_name="pipeline", tags=tags) as parent:
             for stage in stages or STAGES:
-                outcomes.append(stage_task(stage, parent.info.run_id, exp_id))
+                outcomes.append(stage_with_labels(stage, parent.info.run_id, exp_id))
             ran = any(o.ran for o in outcomes)
             if ran:
                 mlflow.set_tag("dvc_lock_after", tracking.dvc_lock_hash())
@@ -311,6 +381,16 @@ def producing_run(exp_id: str) -> str | None:
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
+
+
+def _waiting_markdown(stage: str, marker: dict[str, Any]) -> str:
+    return "\n".join([
+        f"# `{stage}` waits for {marker['kind']}", "",
+        f"- tasks: `{marker['tasks_file']}` ({marker['pending']} unanswered, {marker['answered']} answered)",
+        f"- answers go to: `{marker['answers']}/` (JSONL or a Label Studio export)", "",
+        "Label Studio: the tasks were pushed when LABEL_STUDIO_URL is set; label them there.",
+        "Then resume this flow run (Resume, keep *pull from Label Studio* ticked to fetch the answers).",
+        "", f"> {marker['message']}"])
 
 
 def _overview(outcomes: list[StageOutcome], exp_id: str, parent_id: str | None) -> str:
