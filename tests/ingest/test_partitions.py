@@ -72,6 +72,7 @@ def log_dir(tmp_path: Path) -> Path:
     write_jsonl(logs / "2024-01-02.jsonl", [foreign(r) for r in day2()])
     (logs / "README.md").write_text("exported nightly\n")
     (logs / ".gitkeep").write_text("")
+    write_jsonl(logs / ".2024-01-03.jsonl", [foreign(row("z0", text="An upload still in progress."))])
     (logs / ".cache").mkdir()
     (logs / ".cache" / "old.jsonl").write_text("not read\n")
     return logs
@@ -85,7 +86,8 @@ def test_partitions_are_read_in_order_with_the_mapping_and_rules_apply_across_th
     assert list(rep["rows_by_partition"].items()) == [
         (str(log_dir / "2024-01-01.parquet"), 6), (str(log_dir / "2024-01-02.jsonl"), 5)]
     assert rep["partitions_read"] == 2
-    assert rep["ignored_files"] == [str(log_dir / ".cache") + "/", str(log_dir / ".gitkeep"), str(log_dir / "README.md")]
+    assert rep["ignored_files"] == [str(log_dir / ".2024-01-03.jsonl"), str(log_dir / ".cache") + "/",
+                                    str(log_dir / ".gitkeep"), str(log_dir / "README.md")]
     assert rep["rows_in"] == 11 and rep["accounting_ok"]
 
     # the mapping: our field names in the output, the log's values; the extra column ignored
