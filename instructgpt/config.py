@@ -21,6 +21,15 @@ class ConfigError(ValueError):
     """A params.yaml value is missing, unknown or inconsistent; the message says what to change."""
 
 
+class InputError(ConfigError):
+    """A raw input (``inputs`` in params.yaml) cannot be read as configured: a missing path, an
+    unreadable file, a column the mapping names but the file lacks, a malformed line where no
+    quarantine can take it. The message names the file (and line and field). A ConfigError, so
+    the stage exits with code 2 (not retried: re-running cannot fix the file)."""
+
+    kind = "bad input"
+
+
 def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 

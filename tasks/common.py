@@ -363,7 +363,7 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
             if stage.is_main:
                 stage.commit()
         except ConfigError as exc:
-            return _fail(name, run, f"bad params: {exc}", EXIT_CONFIG)
+            return _fail(name, run, f"{getattr(exc, 'kind', 'bad params')}: {exc}", EXIT_CONFIG)
         except GateFailed as exc:
             return _fail(name, run, str(exc), EXIT_GATE)
         except AwaitingLabels as exc:

@@ -34,6 +34,7 @@ N_SHOTS = 2
 
 
 def body(stage: Stage) -> None:
+    from instructgpt.ingest.labeled import read_demonstrations
     from instructgpt.stages import EvaluateConfig
 
     cfg = stage.config(EvaluateConfig)
@@ -45,7 +46,7 @@ def body(stage: Stage) -> None:
     if len(test) > cfg.n_prompts:
         test = test.sample(n=cfg.n_prompts, random_state=cfg.seed).sort_values("prompt_id")
     texts = test["text"].astype(str).tolist()
-    demos = inputs.read_jsonl(inputs.raw("demonstrations")).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
+    demos = read_demonstrations(inputs.raw("demonstrations")).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
     responses = generate_all(cfg, texts, fewshot_prefix(demos))
     responses[REFERENCE] = [str(demos.get(pid, "")) for pid in test["prompt_id"]]
 

@@ -20,13 +20,16 @@ def body(stage: Stage) -> None:
     from instructgpt.ingest import IngestConfig, PiiDetector, ingest
 
     cfg = stage.config(IngestConfig)
-    result = ingest(inputs.raw("prompts"), cfg, progress=True)
+    labeled = labeled_prompts(stage) if cfg.datasets.assign == "labels" else None
+    result = ingest(inputs.raw("prompts"), cfg, progress=True, labeled=labeled)
     kept, report = result.kept, result.report
     detector = PiiDetector(cfg.pii)
     stage.gate(gate_tables(kept, report, cfg.max_prompts_per_user, detector), part="outputs")
 
     _write_frame(stage.path("outputs/ingest/prompts.jsonl"), kept[COLUMNS])
     _write_frame(stage.path("outputs/ingest/quarantine.jsonl"), result.quarantine)
+    if report["ignored_files"]:
+        print(f"[ingest] not read (not *.jsonl / *.parquet, or hidden): {report['ignored_files']}")
     stage.metrics.update(_flat_report(report))
     stage.path("outputs/ingest/report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     if stage.run is not None:
@@ -36,6 +39,20 @@ def body(stage: Stage) -> None:
         reasons = result.quarantine["reason"].value_counts().rename_axis("reason").reset_index()
         mlflow.log_table(reasons, "ingest/quarantine_reasons.json")
         mlflow.log_table(kept.sample(min(50, len(kept)), random_state=0)[COLUMNS], "ingest/sample.json")
+
+
+def labeled_prompts(stage: Stage):
+    """The prompts people already labeled (`ingest.datasets.assign: labels`): those with a
+    demonstration, and those with a human ranking in `inputs.rankings` when `label.labelers` is
+    human (with simulated labelers `inputs.rankings` is the world: no ranking exists yet)."""
+    from instructgpt.ingest.labeled import Labeled, labeled_prompt_ids, read_demonstrations
+
+    demonstrated = frozenset(read_demonstrations(inputs.raw("demonstrations"))["prompt_id"])
+    human = (stage.params.get("label") or {}).get("labelers", "simulated") == "human"
+    ranked = frozenset(labeled_prompt_ids(inputs.raw("rankings")) if human else ())
+    print(f"[ingest] assign: labels - {len(demonstrated)} prompts with a demonstration, "
+          f"{len(ranked)} with a human ranking" + ("" if human else " (label.labelers is not human)"))
+    return Labeled(demonstrated, ranked)
 
 
 def gate_tables(kept: pd.DataFrame, report: dict, cap: int, detector) -> list[Table]:
@@ -78,6 +95,9 @@ def _flat_report(report: dict) -> dict[str, float]:
             out[f"kept/{ds}/{split}"] = n
     for reason, n in (report.get("quarantined_by_reason") or {}).items():
         out[f"removed/{reason.replace(':', '_')}"] = n
+    for reason, n in (report.get("assigned_by_reason") or {}).items():
+        out[f"assigned/{reason}"] = n
+    out["ignored_files"] = len(report.get("ignored_files") or [])
     return out
 
 

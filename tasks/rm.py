@@ -56,7 +56,9 @@ def run_rm(cfg, train, valid, demos, out, stage: Stage) -> dict:
 def demonstrations() -> list[tuple[str, str]]:
     """(prompt, demonstration) of the SFT training prompts: their mean reward is set to 0."""
     prompts = inputs.prompts("sft", ("train",))
-    demos = inputs.read_jsonl(inputs.raw("demonstrations"))
+    from instructgpt.ingest.labeled import read_demonstrations
+
+    demos = read_demonstrations(inputs.raw("demonstrations"))
     joined = prompts.merge(demos, on="prompt_id", how="inner")
     return list(zip(joined["text"].astype(str), joined["response"].astype(str)))
 

@@ -20,6 +20,17 @@ PII_TYPES: tuple[str, ...] = (
 )
 PII_MODES = ("drop", "redact")
 
+# The prompt log's fields (docs/ARCHITECTURE.md). A log names its columns as it likes:
+# `ingest.columns` maps each field to its column.
+REQUIRED_FIELDS: tuple[str, ...] = ("prompt_id", "user_id", "text")
+OPTIONAL_DEFAULTS: dict[str, str] = {
+    "timestamp": "1970-01-01T00:00:00Z",  # unknown time: the log's order decides "earliest"
+    "source": "api",  # a prompt log is API traffic unless it says a labeler wrote the prompt
+    "style": "plain",
+}
+LOG_FIELDS: tuple[str, ...] = (*REQUIRED_FIELDS, *OPTIONAL_DEFAULTS)
+ASSIGN_MODES = ("share", "labels")
+
 
 @dataclass
 class PiiConfig:
@@ -74,32 +85,62 @@ class SplitConfig:
 
 @dataclass
 class DatasetConfig:
-    """Shares of kept prompts that go to the SFT, RM and PPO datasets (paper 3.2, Table 6:
-    about 13k / 33k / 31k prompts). Labeler-written prompts go only to SFT and RM; PPO takes
-    API prompts only, so API prompts go to PPO with the probability that makes the overall PPO
-    share equal `ppo` (capped at 1 when there are too few API prompts)."""
+    """Which of the SFT, RM and PPO datasets each kept prompt goes to (paper 3.2, Table 6: about
+    13k / 33k / 31k prompts).
 
+    `assign: share` (the default): every prompt by the shares below. Labeler-written prompts go
+    only to SFT and RM; PPO takes API prompts only, so API prompts go to PPO with the probability
+    that makes the overall PPO share equal `ppo` (capped at 1 when there are too few API prompts).
+
+    `assign: labels` (your own labelers): the labels people already gave decide first, the shares
+    only for the rest. A prompt with a demonstration (`inputs.demonstrations`) goes to SFT; one
+    with a human ranking (prompt ids in the files of `inputs.rankings` when `label.labelers:
+    human`) to RM; one with both to SFT (the label stage may still use its ranking); every other
+    prompt by the shares as above. Shares may then be 0: `{sft: 0, rm: 0, ppo: 1}` sends every
+    unlabeled API prompt to PPO; an unlabeled labeler-written prompt, which PPO does not take,
+    then goes to RM. The ingest report counts the prompts per reason (`assigned_by_reason`)."""
+
+    assign: str = "share"
+    """'share' (by the shares below) or 'labels' (demonstrations -> SFT, rankings -> RM, the
+    rest by the shares)."""
     sft: float = 0.17
-    """Share of kept prompts in SFT."""
+    """Share of kept prompts in SFT (with assign: labels, of the prompts no label placed)."""
     rm: float = 0.43
-    """Share of kept prompts in RM."""
+    """Share of kept prompts in RM (with assign: labels, of the prompts no label placed)."""
     ppo: float = 0.40
-    """Share of kept prompts in PPO (API prompts only)."""
+    """Share of kept prompts in PPO, API prompts only (with assign: labels, of the prompts no
+    label placed)."""
     salt: str = "instructgpt-datasets-v1"
     """Mixed into the per-prompt hash that assigns datasets."""
 
     def __post_init__(self) -> None:
+        if self.assign not in ASSIGN_MODES:
+            raise ConfigError(f"ingest.datasets.assign: {self.assign!r} is not one of {list(ASSIGN_MODES)}")
         shares = (self.sft, self.rm, self.ppo)
-        if min(shares) < 0 or abs(sum(shares) - 1.0) > 1e-9:
+        if any(s != s for s in shares) or min(shares) < 0 or abs(sum(shares) - 1.0) > 1e-9:
             raise ConfigError(f"ingest.datasets: sft/rm/ppo = {shares} must be >= 0 and sum to 1")
-        if self.sft + self.rm <= 0:
-            raise ConfigError("ingest.datasets: sft + rm must be > 0 (labeler prompts go there)")
+        if self.assign == "share" and self.sft + self.rm <= 0:
+            raise ConfigError(
+                "ingest.datasets: sft + rm must be > 0 with assign: share (labeler prompts and the "
+                "SFT and RM datasets need them); with assign: labels, shares of 0 send only the "
+                "unlabeled prompts elsewhere"
+            )
 
 
 @dataclass
 class IngestConfig:
     """The ingest stage: schema, PII, dedup, per-user cap, split, datasets (paper 3.2)."""
 
+    columns: dict[str, str] = field(default_factory=dict)
+    """The log's column name for each field, e.g. {prompt_id: request_id, user_id: account,
+    text: input, timestamp: created_at}; a field left out is looked up under its own name.
+    Required: prompt_id, user_id, text. Optional, with a default when the log has no such
+    column: timestamp (1970-01-01T00:00:00Z: the log's order then decides which duplicate is
+    kept, and the per-user cap keeps the smallest prompt ids), source ('api'), style ('plain').
+    Map an optional field to null to give every row its default. A column named here (or a
+    required field's own name) that a partition lacks stops the stage with an error naming the
+    file and the column; a row whose value is missing or null is quarantined as
+    missing_field:<field> with its file:line. Other columns are ignored."""
     max_text_chars: int = 4000
     """Longer texts are quarantined as 'too_long'."""
     dedup_prefix_chars: int = 128
@@ -116,8 +157,8 @@ class IngestConfig:
     max_prompts_per_user: int = 200
     """Per-user cap (paper 3.2); the earliest prompts by (timestamp, prompt_id) are kept."""
     limit_rows: int | None = None
-    """Read only the first N input lines (tiny profile); lines after N are not read and are
-    not counted in rows_in."""
+    """Read only the first N input lines (tiny profile), counted over the partitions in their
+    order; lines after N are not read and are not counted in rows_in."""
     seed: int = 0
     """Reserved for random choices; every rule here is a deterministic function of the data
     and the salts, so the output does not depend on it."""
@@ -143,3 +184,28 @@ class IngestConfig:
             )
         if self.limit_rows is not None and self.limit_rows < 0:
             raise ConfigError(f"ingest.limit_rows: {self.limit_rows} must be >= 0 or null")
+        self._check_columns()
+
+    def _check_columns(self) -> None:
+        if not isinstance(self.columns, dict):
+            raise ConfigError(
+                f"ingest.columns: {self.columns!r} must map fields to column names, e.g. "
+                "{prompt_id: request_id, text: input}"
+            )
+        unknown = sorted(set(self.columns) - set(LOG_FIELDS))
+        if unknown:
+            raise ConfigError(f"ingest.columns: unknown field(s) {unknown}; the fields are {list(LOG_FIELDS)}")
+        for name, column in self.columns.items():
+            if column is None and name in OPTIONAL_DEFAULTS:
+                continue
+            if not isinstance(column, str) or not column:
+                what = "a column name" + (" or null (default)" if name in OPTIONAL_DEFAULTS else "")
+                raise ConfigError(f"ingest.columns.{name}: {column!r} must be {what}")
+        named = [self.column(f) for f in LOG_FIELDS if self.column(f) is not None]
+        twice = sorted({c for c in named if named.count(c) > 1})
+        if twice:
+            raise ConfigError(f"ingest.columns: column(s) {twice} stand for more than one field")
+
+    def column(self, name: str) -> str | None:
+        """The log's column for field ``name`` (None: an optional field that takes its default)."""
+        return self.columns.get(name, name)

@@ -10,7 +10,9 @@ Order of the rules, and why:
 3. dedup   -- before the cap, so that duplicates do not use up a user's 200 prompts.
 4. cap     -- per user, on distinct prompts (paper 3.2).
 5. split, then datasets -- labels only; nothing is removed after the cap.
-Every removed row is in the quarantine with one reason: kept + quarantined == rows read.
+Every removed row is in the quarantine with one reason and its `file:line`: kept + quarantined
+== rows read. The log may be a directory of partitions: the rules see their concatenation (a
+duplicate or a user's 201st prompt in another partition counts like one in the same file).
 """
 
 from __future__ import annotations
@@ -24,11 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from instructgpt.config import ConfigError
 from instructgpt.ingest.config import PII_TYPES, IngestConfig
+from instructgpt.ingest.labeled import Labeled
 from instructgpt.ingest.pii import PiiDetector, redact
 from instructgpt.ingest.rules import (
+    ASSIGN_REASONS,
     DATASETS,
     SPLITS,
+    assign_by_labels,
     assign_dataset,
     assign_split,
     cap_per_user,
@@ -46,13 +52,19 @@ class IngestResult:
     kept: pd.DataFrame
     """prompt_id, user_id, text, timestamp, source, style, dataset, split (input order)."""
     quarantine: pd.DataFrame
-    """line, reason, detail, prompt_id, user_id: one row per removed input row, by line."""
+    """line, reason, detail, prompt_id, user_id, where: one row per removed input row, by line
+    (`line` numbers the rows of all partitions in reading order; `where` is "file:line")."""
     report: dict
     """Counts, timings and the accounting check (JSON-serialisable)."""
 
 
-def ingest(path: str | Path, cfg: IngestConfig, progress: bool = True) -> IngestResult:
-    """Apply rules 1-6 of the ingest stage to the prompt log at `path` (JSONL or Parquet)."""
+def ingest(path: str | Path, cfg: IngestConfig, progress: bool = True,
+           labeled: Labeled | None = None) -> IngestResult:
+    """Apply rules 1-6 of the ingest stage to the prompt log at `path` (a JSONL or Parquet
+    file, or a directory of them). `labeled` (the prompts people already labeled) is needed
+    with `cfg.datasets.assign == 'labels'`."""
+    if cfg.datasets.assign == "labels" and labeled is None:
+        raise ConfigError("ingest.datasets.assign: labels needs the labeled prompt ids (demonstrations, rankings)")
     path = Path(path)
     timings: dict[str, float] = {}
     removed: list[pd.DataFrame] = []
@@ -67,9 +79,9 @@ def ingest(path: str | Path, cfg: IngestConfig, progress: bool = True) -> Ingest
         bar.done()
 
     with step("schema"):
-        rows, bad_rows, rows_in = read_rows(path, cfg.limit_rows)
-        rows, bad_values = validate(rows, cfg.max_text_chars)
-        removed += [bad_rows, bad_values]
+        log = read_rows(path, cfg.limit_rows, cfg.columns)
+        rows, bad_values = validate(log.rows, cfg.max_text_chars)
+        removed += [log.quarantine, bad_values]
 
     with step("pii"):
         detector = PiiDetector(cfg.pii)
@@ -107,8 +119,14 @@ def ingest(path: str | Path, cfg: IngestConfig, progress: bool = True) -> Ingest
 
     with step("split_datasets"):
         rows = rows.assign(split=assign_split(rows["user_id"], cfg.split))
-        dataset, ppo_api_share = assign_dataset(rows, cfg.datasets)
+        if cfg.datasets.assign == "labels":
+            dataset, reason, ppo_api_share = assign_by_labels(
+                rows, cfg.datasets, set(labeled.demonstrated), set(labeled.ranked))
+        else:
+            dataset, ppo_api_share = assign_dataset(rows, cfg.datasets)
+            reason = pd.Series("share", index=rows.index, dtype=object)
         rows = rows.assign(dataset=dataset)
+        assigned = {r: int(n) for r, n in reason.value_counts().items()}
 
     bar.close()
     kept = rows.sort_values("line")[list(KEPT_COLUMNS)].reset_index(drop=True)
@@ -118,10 +136,16 @@ def ingest(path: str | Path, cfg: IngestConfig, progress: bool = True) -> Ingest
         .reset_index(drop=True)
     )
     quarantine["line"] = quarantine["line"].astype(np.int64)
+    quarantine["where"] = log.where(quarantine["line"]) if len(quarantine) else pd.Series(dtype="str")
     report = _report(
-        rows_in, kept, quarantine, cfg, timings, prompts_by_type, spans_by_type,
+        log.rows_in, kept, quarantine, cfg, timings, prompts_by_type, spans_by_type,
         n_dedup, n_capped, ppo_api_share, detector,
     )
+    report["datasets_assign"] = cfg.datasets.assign
+    report["assigned_by_reason"] = {r: assigned.get(r, 0) for r in ASSIGN_REASONS}
+    report["rows_by_partition"] = dict(log.partitions)
+    report["partitions_read"] = sum(1 for _, n in log.partitions if n)
+    report["ignored_files"] = log.ignored
     return IngestResult(kept=kept, quarantine=quarantine, report=report)
 
 

@@ -128,7 +128,8 @@ def assign_split(user_id: pd.Series, cfg: SplitConfig) -> pd.Series:
 def assign_dataset(rows: pd.DataFrame, cfg: DatasetConfig) -> tuple[pd.Series, float]:
     """Paper 3.2: SFT and RM take API and labeler prompts, PPO API prompts only. An API prompt
     goes to PPO when its hash falls below q = ppo * n / n_api (so that PPO's overall share is
-    `ppo`); every other prompt goes to SFT or RM in the ratio sft : rm by a second hash.
+    `ppo`); every other prompt goes to SFT or RM in the ratio sft : rm by a second hash (to RM
+    when sft + rm is 0, which `DatasetConfig` allows only with assign: labels).
     Returns (dataset per row, q)."""
     is_api = (rows["source"] == "api").to_numpy()
     n, n_api = len(rows), int(is_api.sum())
@@ -136,6 +137,34 @@ def assign_dataset(rows: pd.DataFrame, cfg: DatasetConfig) -> tuple[pd.Series, f
     u_ppo = unit_hash(rows["prompt_id"], cfg.salt + "/ppo")
     u_sft = unit_hash(rows["prompt_id"], cfg.salt + "/sft")
     to_ppo = is_api & (u_ppo < q)
-    to_sft = u_sft < cfg.sft / (cfg.sft + cfg.rm)
+    sft_of_rest = cfg.sft / (cfg.sft + cfg.rm) if cfg.sft + cfg.rm > 0 else 0.0
+    to_sft = u_sft < sft_of_rest
     ds = np.where(to_ppo, "ppo", np.where(to_sft, "sft", "rm")).astype(object)
     return pd.Series(ds, index=rows.index), q
+
+
+ASSIGN_REASONS = ("share", "demonstration", "demonstration_and_ranking", "ranking", "labeler_prompt_to_rm")
+"""Why a prompt is in its dataset (the ingest report counts each): by the shares; it has a
+demonstration (-> SFT); a demonstration and a human ranking (-> SFT); a ranking only (-> RM); a
+labeler-written prompt without labels when the shares send everything to PPO (-> RM)."""
+
+
+def assign_by_labels(rows: pd.DataFrame, cfg: DatasetConfig, demonstrated: set[str],
+                     ranked: set[str]) -> tuple[pd.Series, pd.Series, float]:
+    """`assign: labels`: a prompt with a demonstration goes to SFT, one with a human ranking
+    (and no demonstration) to RM, the rest by `assign_dataset` on the shares.
+    Returns (dataset per row, reason per row (ASSIGN_REASONS), q of the rest)."""
+    pid = rows["prompt_id"]
+    has_demo = pid.isin(demonstrated).to_numpy()
+    has_rank = pid.isin(ranked).to_numpy()
+    rest = ~(has_demo | has_rank)
+    ds = np.where(has_demo, "sft", "rm").astype(object)
+    reason = np.where(has_demo, np.where(has_rank, "demonstration_and_ranking", "demonstration"),
+                      "ranking").astype(object)
+    q = 0.0
+    if rest.any():
+        shared, q = assign_dataset(rows[rest], cfg)
+        ds[rest] = shared.to_numpy()
+        forced = (shared == "rm").to_numpy() & (cfg.sft + cfg.rm <= 0)
+        reason[rest] = np.where(forced, "labeler_prompt_to_rm", "share")
+    return pd.Series(ds, index=rows.index), pd.Series(reason, index=rows.index), q

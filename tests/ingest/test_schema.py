@@ -83,4 +83,4 @@ def test_empty_input(write_jsonl, mode):
     res = ingest(write_jsonl([]), cfg, progress=False)
     assert res.report["rows_in"] == 0 and res.report["accounting_ok"]
     assert list(res.kept.columns) == ["prompt_id", "user_id", "text", "timestamp", "source", "style", "dataset", "split"]
-    assert list(res.quarantine.columns) == ["line", "reason", "detail", "prompt_id", "user_id"]
+    assert list(res.quarantine.columns) == ["line", "reason", "detail", "prompt_id", "user_id", "where"]

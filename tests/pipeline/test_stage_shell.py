@@ -66,6 +66,16 @@ def test_bad_params_exit_code(project):
     assert main("toy", body) == EXIT_CONFIG
 
 
+def test_bad_input_exit_code_names_the_file(project, capsys):
+    from instructgpt.config import InputError
+
+    def body(stage):
+        raise InputError("data/demos/b.jsonl:3: field 'response' is missing or null")
+
+    assert main("toy", body) == EXIT_CONFIG
+    assert "[toy] FAILED: bad input: data/demos/b.jsonl:3: field 'response'" in capsys.readouterr().err
+
+
 def test_undeclared_output_is_refused(project):
     def body(stage):
         stage.path("outputs/toy/other.txt")

@@ -1,0 +1,73 @@
+"""The ingest stage with `ingest.datasets.assign: labels`: it reads the demonstrations and, with
+human labelers, the rankings directory, and sends labeled prompts to SFT and RM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tasks import inputs
+from tasks.common import main
+
+REPO = Path(__file__).resolve().parents[2]
+TOPICS = ["owls", "rivers", "volcanoes", "bread", "chess", "tides", "comets", "bees"]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INSTRUCTGPT_NO_MLFLOW", "1")
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    (tmp_path / "log").mkdir()
+    rows = [{"prompt_id": f"p{i}", "user_id": f"u{i}", "text": f"explain how {t} work ."} for i, t in enumerate(TOPICS)]
+    pd.DataFrame(rows).to_json(tmp_path / "log/day1.jsonl", orient="records", lines=True)
+    (tmp_path / "demonstrations.jsonl").write_text(
+        "".join(json.dumps({"prompt_id": p, "labeler_id": "ann", "response": "ok ."}) + "\n" for p in ("p0", "p1")))
+    rankings = tmp_path / "labels/rankings"
+    rankings.mkdir(parents=True)
+    (rankings / "README.md").write_text("# rankings\n")
+    ranking = {"responses": ["a", "b"], "ranking": [0, 1], "labeler_id": "ann"}
+    (rankings / "batch.jsonl").write_text(
+        "".join(json.dumps({"prompt_id": p, **ranking}) + "\n" for p in ("p1", "p2", "p3")))
+    inputs._inputs_section.cache_clear()
+    yield tmp_path
+    inputs._inputs_section.cache_clear()
+
+
+def _params(project: Path, labelers: str) -> None:
+    params = {
+        "inputs": {"prompts": "log", "demonstrations": "demonstrations.jsonl", "corpus": "corpus.jsonl",
+                   "nlp_task": "nlp_task.jsonl", "models": "models", "rankings": "labels/rankings",
+                   "judgements": "labels/judgements"},
+        "ingest": {"datasets": {"assign": "labels", "sft": 0, "rm": 0, "ppo": 1}},
+        "label": {"labelers": labelers},
+    }
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def _ingest() -> tuple[dict, dict]:
+    from tasks.ingest import body
+
+    assert main("ingest", body) == 0
+    kept = pd.read_json("outputs/ingest/prompts.jsonl", lines=True, dtype=False)
+    return dict(zip(kept["prompt_id"], kept["dataset"])), json.loads(Path("outputs/ingest/report.json").read_text())
+
+
+def test_labels_mode_with_human_rankings(project):
+    _params(project, "human")
+    ds, report = _ingest()
+    assert ds == {"p0": "sft", "p1": "sft", "p2": "rm", "p3": "rm", "p4": "ppo", "p5": "ppo", "p6": "ppo", "p7": "ppo"}
+    assert report["assigned_by_reason"] == {"share": 4, "demonstration": 1, "demonstration_and_ranking": 1,
+                                            "ranking": 2, "labeler_prompt_to_rm": 0}
+
+
+def test_labels_mode_with_simulated_labelers_reads_no_rankings(project):
+    _params(project, "simulated")  # inputs.rankings would be the world: no human ranking exists yet
+    ds, report = _ingest()
+    assert ds["p0"] == ds["p1"] == "sft" and ds["p2"] == ds["p3"] == "ppo"
+    assert report["assigned_by_reason"]["ranking"] == 0
