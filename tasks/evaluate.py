@@ -142,12 +142,13 @@ def body(stage: Stage) -> None:
 
 
 def write_metrics(stage: Stage, judge: str, sources: dict[str, str]) -> None:
-    """metrics.json: the figures, which judge produced them, and the source of each figure family."""
+    """metrics.json: the figures, the judge, and per family of figures what produced it
+    (``simulated``, ``human``, ``none`` or ``proxy``; the report says it in words)."""
     payload = {k: float(v) for k, v in stage.metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
     payload = _nest(payload)
     payload["judge"] = judge
-    payload["sources"] = sources
+    payload["sources"] = {family: source.split(":")[0] for family, source in sources.items()}
     stage.path("outputs/evaluate/metrics.json").write_text(json.dumps(payload, indent=2, sort_keys=True))
 
 

@@ -36,6 +36,7 @@ def test_human_judge_waits_then_uses_the_answers(workspace):
     # 2. people answer: "a" everywhere by a new judge; one judgement by a training labeler
     answers = [{"task_id": t["task_id"], "choice": "a", "judge_id": "judge-7"} for t in tasks]
     answers.append({"task_id": tasks[0]["task_id"], "choice": "b", "judge_id": "t01"})  # ranked training data
+    answers.append({"task_id": tasks[1]["task_id"], "choice": "b", "judge_id": "t03"})  # wrote demonstrations
     Path("labels/judgements/batch.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
     assert run_evaluate() == 0
     assert read_jsonl(TASKS) == tasks  # same models, same seed: same tasks, same ids
@@ -43,12 +44,13 @@ def test_human_judge_waits_then_uses_the_answers(workspace):
     assert metrics["judge"] == "human" and metrics["sources"]["win_rate"].startswith("human")
     assert "gold" not in metrics["sources"] and "helpful" not in metrics["ppo"]  # no gold from people
     assert metrics["judging"]["tasks_answered"] == len(tasks) and metrics["judging"]["tasks_pending"] == 0
-    assert metrics["judging"]["rejected"]["training_labeler"] == 1
+    assert metrics["judging"]["rejected"]["training_labeler"] == 2
     # every judgement accounted for: the training labeler's one rejected with its reason
     records = read_jsonl("outputs/evaluate/judge/judgements.jsonl")
     assert [r["status"] for r in records].count("used") == len(tasks)
-    [rejected] = [r for r in records if r["status"] == "rejected"]
-    assert rejected["judge_id"] == "t01" and rejected["reason_kind"] == "training_labeler"
+    rejected = [r for r in records if r["status"] == "rejected"]
+    assert [(r["judge_id"], r["reason_kind"]) for r in rejected] == [("t01", "training_labeler"),
+                                                                   ("t03", "training_labeler")]
     # win rates: "a" always won, so each pair's outcome says where the candidate was shown
     pairs = pd.DataFrame(read_jsonl("outputs/evaluate/judge/pairs.jsonl"))
     win_rates = pd.read_csv("outputs/evaluate/win_rates.csv").set_index("comparison")
