@@ -71,7 +71,7 @@ class LabelConfig:
 
 @dataclass
 class EvaluateConfig:
-    """The ``evaluate`` stage: held-out labelers compare models on test-split prompts."""
+    """The ``evaluate`` stage: a judge compares the models on test-split prompts; proxy figures."""
 
     n_prompts: int = 400
     """Test-split prompts (users never seen in training) to evaluate on."""
@@ -86,8 +86,22 @@ class EvaluateConfig:
     nlp_task_items: int = 500
     """Items of the public NLP task scored per model (alignment tax)."""
     seed: int = 0
-    """Seed of sampling and of the held-out labelers."""
+    """Seed of sampling, of the simulated held-out labelers and of the order in which the human
+    judge's tasks show the two responses."""
+    judge: str = "simulated"
+    """Who judges the models (instructgpt.judging): ``simulated`` (the simulated world's
+    held-out labelers give the win rates, its gold judgements hallucination, toxicity ...; needs
+    ``inputs.judgements`` pointing at the world), ``human`` (blind pairwise tasks exported to
+    labels/outbox/judge_tasks.jsonl, answers read from the directory ``inputs.judgements``) or
+    ``none`` (no win rates, proxy figures only). The registry's champion moves only on this
+    judge's verdict (never with ``none``)."""
+    wait: bool = True
+    """Human judge: with tasks still unanswered, stop (exit code 5, awaiting labels) until they
+    are answered (true), or report what is answered and how many are pending (false; the
+    champion then does not move)."""
 
     def __post_init__(self) -> None:
         if self.n_prompts < 1:
             raise ConfigError("evaluate.n_prompts must be >= 1")
+        if self.judge not in ("simulated", "human", "none"):
+            raise ConfigError(f"evaluate.judge={self.judge!r}: choose simulated, human or none")

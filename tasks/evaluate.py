@@ -1,25 +1,33 @@
-"""Stage evaluate: what the paper measures (section 4), in our world, and the registry decision.
+"""Stage evaluate: what the paper measures (section 4), by the judge params choose, and the
+registry decision.
 
-Held-out labelers (never used for training data) compare models on test-split prompts (users
-never seen in training): win rates with 95 % intervals; gold judgements give hallucination,
-toxicity and compliance with harmful requests; the alignment tax is the held-out corpus loss and
-the public NLP task accuracy. The policy is registered and becomes `champion` only if it beats
-the current one (tasks/registry.py).
+Every model answers the test-split prompts (users never seen in training). The judge
+(``evaluate.judge``, instructgpt.judging) compares them pairwise (win rates with 95 % intervals)
+and, where ground truth exists (the simulated world), judges them absolutely (hallucination,
+toxicity, compliance with harmful requests, gold utility). Proxy figures need no judge and are
+always reported, labelled as proxies: reward-model score, KL from SFT, length, EOS rate, loss on
+held-out demonstrations, and the alignment tax (held-out corpus loss, public NLP task accuracy).
+The PPO monitor's samples are scored by the judge's MONITORING judgement (never the one behind
+the win rates) for the over-optimisation curve. The policy is registered and becomes `champion`
+only on the judge's verdict (instructgpt.judging.decision).
+
+With the human judge, the blind tasks go to labels/outbox/judge_tasks.jsonl; while some are
+unanswered and ``evaluate.wait`` is true the stage stops with exit code 5 (awaiting labels).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import great_expectations.expectations as gxe
-import numpy as np
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import Stage, main, write_jsonl
+from tasks.common import AwaitingLabels, Stage, _nest, main, write_jsonl
 from tasks.gates import Table
-from tasks.report import render_report, plot_alignment_tax, plot_overoptimisation, plot_win_rates
+from tasks.report import plot_alignment_tax, plot_overoptimisation, plot_win_rates, render_report
 
 MODELS = {
     "base": "outputs/base/model",
@@ -30,11 +38,17 @@ MODELS = {
 FEWSHOT = "base_fewshot"  # the base model prompted with demonstrations (paper: few-shot GPT-3)
 REFERENCE = "demonstration"  # labelers' own answers, judged like a model (not generated)
 COMPARISONS = [("sft", "base"), ("ppo", "sft"), ("ppo", "base_fewshot"), ("ppo", "base"), ("ppo_noptx", "ppo")]
+VERSUS_CHAMPION = "ppo_vs_champion"  # the candidate against the registry's current champion
+MONITORS = {"ppo": "outputs/ppo/monitor.jsonl", "ppo_noptx": "outputs/ppo_noptx/monitor.jsonl"}
+TASKS_FILE = Path("labels/outbox/judge_tasks.jsonl")
+RM = "outputs/rm/model"
 N_SHOTS = 2
 
 
 def body(stage: Stage) -> None:
     from instructgpt.ingest.labeled import read_demonstrations
+    from instructgpt.judging import make_judge, win_rate_rows
+    from instructgpt.judging.proxy import SOURCES as PROXY_SOURCES
     from instructgpt.stages import EvaluateConfig
 
     cfg = stage.config(EvaluateConfig)
@@ -45,44 +59,140 @@ def body(stage: Stage) -> None:
     ])])
     if len(test) > cfg.n_prompts:
         test = test.sample(n=cfg.n_prompts, random_state=cfg.seed).sort_values("prompt_id")
-    texts = test["text"].astype(str).tolist()
+    ids, texts = test["prompt_id"].astype(str).tolist(), test["text"].astype(str).tolist()
     demos = read_demonstrations(inputs.raw("demonstrations")).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
-    responses = generate_all(cfg, texts, fewshot_prefix(demos))
-    responses[REFERENCE] = [str(demos.get(pid, "")) for pid in test["prompt_id"]]
+    generated, responses = generate_all(cfg, texts, fewshot_prefix(demos))
+    responses[REFERENCE] = [str(demos.get(pid, "")) for pid in ids]
+    champion = champion_answers(cfg, texts) if stage.run is not None else None
 
-    from instructgpt.world import load_world
+    judge = make_judge(cfg.judge, inputs.raw("judgements"), cfg.seed,
+                       training_labelers() if cfg.judge == "human" else ())
+    verdict = judge.compare(judge_pairs(ids, texts, responses, champion))
+    if verdict is not None and judge.name == "human":
+        from instructgpt.judging.human import write_tasks
 
-    world = load_world(inputs.raw("judgements"))
-    metrics, win_rows, per_family = judge_all(cfg, world, test, responses)
+        write_tasks(TASKS_FILE, verdict.tasks)
+        report_rejected(verdict.judgements)
+        print(f"[evaluate] human judge: {verdict.answered_tasks} of {len(verdict.tasks)} task(s) answered, "
+              f"{verdict.pending_tasks} pending ({TASKS_FILE})")
+        if verdict.pending_tasks and cfg.wait:
+            raise AwaitingLabels("evaluate", "judge", TASKS_FILE, verdict.pending_tasks, verdict.answered_tasks,
+                                 inputs.raw("judgements"), how=rejected_summary(verdict.counts)
+                                 + " Or set evaluate.wait: false to report what is answered.")
+
+    names = [*MODELS, FEWSHOT, REFERENCE]
+    metrics: dict[str, float] = {"n_prompts": len(ids)}
+    win_rows = win_rate_rows(verdict, [f"{c}_vs_{b}" for c, b in COMPARISONS], judge.name)
+    for r in win_rows:
+        if r["n"]:
+            key = r["comparison"]
+            metrics.update({f"win_rate/{key}": r["win_rate"], f"win_rate/{key}_low": r["low"],
+                            f"win_rate/{key}_high": r["high"]})
+        metrics[f"win_rate/{r['comparison']}_pending"] = r["pending"]
+    if verdict is not None:
+        metrics.update({f"judging/{k}": v for k, v in verdict.counts.items()})
+    gold = judge.gold(ids, responses)
+    if gold is not None:
+        metrics.update(gold.metrics)
     heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
-    metrics.update(alignment_tax(cfg, heldout))
-    decision = registry_decision(cfg, stage, world, test, responses["ppo"]) if stage.run is not None else {}
+    metrics.update(proxy_figures(cfg, texts, generated, responses, [(t, str(demos[pid])) for pid, t in zip(ids, texts)
+                                                                     if pid in demos.index], heldout))
+    curve = overoptimisation(judge)
+    decision = registry_decision(judge.name, verdict, champion) if stage.run is not None else {}
     stage.metrics.update(metrics)
     stage.metrics.update({f"registry/{k}": v for k, v in decision.items() if isinstance(v, (int, float))})
+    sources = {**judge.sources, **PROXY_SOURCES}
+    if judge.name == "none":
+        sources["win_rate"] = sources["gold"] = "none: evaluate.judge is none (no judge)"
 
-    pd.DataFrame(win_rows).to_csv(stage.path("outputs/evaluate/win_rates.csv"), index=False)
+    pd.DataFrame(win_rows, columns=["comparison", "win_rate", "low", "high", "n", "pending", "judge"]).to_csv(
+        stage.path("outputs/evaluate/win_rates.csv"), index=False)
+    curve.to_csv(stage.path("outputs/evaluate/overoptimisation.csv"), index=False)
+    judged = stage.path("outputs/evaluate/judge")
+    judged.mkdir(parents=True, exist_ok=True)
+    rows = verdict.rows if verdict is not None else []
+    # the pairs against the champion depend on the registry's history: apart from the others
+    write_jsonl(judged / "pairs.jsonl", [r for r in rows if r["comparison"] != VERSUS_CHAMPION])
+    write_jsonl(stage.path("outputs/evaluate/champion_pairs.jsonl"),
+                [r for r in rows if r["comparison"] == VERSUS_CHAMPION])
+    write_jsonl(judged / "judgements.jsonl", verdict.judgements if verdict is not None else [])
     plots = stage.path("outputs/evaluate/plots")
     plots.mkdir(parents=True, exist_ok=True)
-    plot_win_rates(win_rows, plots / "win_rates.png")
+    if any(r["n"] for r in win_rows):
+        plot_win_rates(win_rows, plots / "win_rates.png", judge.name)
     plot_alignment_tax(metrics, list(MODELS), plots / "alignment_tax.png")
-    plot_overoptimisation({m: Path(f"outputs/{m}/overopt.csv") for m in ("ppo", "ppo_noptx")},
-                          plots / "overoptimisation.png")
-    names = [*MODELS, FEWSHOT, REFERENCE]
+    plot_overoptimisation(curve, plots / "overoptimisation.png", judge.sources.get("monitor"))
     samples = [
         {"prompt_id": pid, "prompt": p, **{m: responses[m][i] for m in names}}
-        for i, (pid, p) in enumerate(zip(test["prompt_id"], texts))
+        for i, (pid, p) in enumerate(zip(ids, texts))
     ]
     write_jsonl(stage.path("outputs/evaluate/samples.jsonl"), samples)
-    report = render_report(metrics, win_rows, per_family, names)
+    report = render_report(metrics, win_rows, gold.per_family if gold is not None else None, names, judge.name,
+                           sources, verdict.counts if verdict is not None else {}, curve)
     stage.path("outputs/evaluate/report.md").write_text(report)
     stage.path("outputs/evaluate/registry.json").write_text(json.dumps(decision, indent=2))
+    write_metrics(stage, judge.name, sources)
     if stage.run is not None:
         import mlflow
 
+        mlflow.set_tag("judge", judge.name)
         mlflow.log_artifacts(str(plots), "plots")
         mlflow.log_text(report, "report.md")
         mlflow.log_dict(decision, "registry.json")
         mlflow.log_table(pd.DataFrame(samples[:50]), "evaluate/samples.json")
+
+
+def write_metrics(stage: Stage, judge: str, sources: dict[str, str]) -> None:
+    """metrics.json: the figures, the judge, and per family of figures what produced it
+    (``simulated``, ``human``, ``none`` or ``proxy``; the report says it in words)."""
+    payload = {k: float(v) for k, v in stage.metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    payload = _nest(payload)
+    payload["judge"] = judge
+    payload["sources"] = {family: source.split(":")[0] for family, source in sources.items()}
+    stage.path("outputs/evaluate/metrics.json").write_text(json.dumps(payload, indent=2, sort_keys=True))
+
+
+def training_labelers() -> set[str]:
+    """Everyone who labeled training data: labeler ids of the rankings and of the demonstrations."""
+    ids: set[str] = set()
+    from instructgpt.ingest.labeled import read_demonstrations
+
+    comps = inputs.read_jsonl(Path("outputs/label/comparisons.jsonl"))
+    demos = read_demonstrations(inputs.raw("demonstrations"))
+    for df in (comps, demos):
+        if "labeler_id" in df:
+            ids |= set(df["labeler_id"].dropna().astype(str))
+    return ids
+
+
+def judge_pairs(ids: list[str], texts: list[str], responses: dict[str, list[str]],
+                champion: tuple[str, list[str]] | None):
+    """Every pair the judge is asked about: each comparison on each prompt, and the candidate
+    (PPO-ptx) against the current champion when there is one."""
+    from instructgpt.judging import Pair
+
+    pairs = [Pair(f"{cand}_vs_{base}", pid, text, responses[cand][i], responses[base][i], i)
+             for cand, base in COMPARISONS for i, (pid, text) in enumerate(zip(ids, texts))]
+    if champion is not None:
+        pairs += [Pair(VERSUS_CHAMPION, pid, text, responses["ppo"][i], champion[1][i], i)
+                  for i, (pid, text) in enumerate(zip(ids, texts))]
+    return pairs
+
+
+def report_rejected(records: list[dict], limit: int = 20) -> None:
+    """Print the rejected judgements (all are in outputs/evaluate/judge/judgements.jsonl)."""
+    rejected = [r for r in records if r["status"] == "rejected"]
+    for r in rejected[:limit]:
+        print(f"[evaluate] judgement rejected: {r['where']}: {r['reason']}")
+    if len(rejected) > limit:
+        print(f"[evaluate] ... and {len(rejected) - limit} more rejected judgement(s)")
+
+
+def rejected_summary(counts: dict[str, float]) -> str:
+    """'3 imported judgement(s) rejected: 2 unknown_task, 1 duplicate.' or ''."""
+    parts = [f"{int(v)} {k.split('/', 1)[1]}" for k, v in counts.items() if k.startswith("rejected/") and v]
+    return f"{int(counts.get('judgements_rejected', 0))} imported judgement(s) rejected: {', '.join(parts)}." if parts else ""
 
 
 def fewshot_prefix(demos: pd.Series) -> str:
@@ -96,123 +206,114 @@ def fewshot_prefix(demos: pd.Series) -> str:
     return "".join(format_prompt(p) + r + "\n\n" for p, r in pairs)
 
 
-def generate_all(cfg, prompts: list[str], prefix: str) -> dict[str, list[str]]:
-    """Every model answers every prompt with the same sampling settings and seed."""
+def generate_all(cfg, prompts: list[str], prefix: str):
+    """Every model answers every prompt with the same sampling settings and seed.
+    Returns (samples of each model in MODELS, response texts of every model and of few-shot)."""
     from instructgpt.generation import sample
     from instructgpt.models import load_causal_lm
 
-    def run(name: str, path: str, contexts: list[str]) -> list[str]:
+    def run(name: str, path: str, contexts: list[str]):
         model, tokenizer = load_causal_lm(path)
-        got = sample(model, tokenizer, contexts, max_new_tokens=cfg.max_new_tokens,
-                     temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed,
-                     show_progress=True, desc=f"evaluate: sample {name}")
-        return [s.response for s in got]
+        return sample(model, tokenizer, contexts, max_new_tokens=cfg.max_new_tokens,
+                      temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed,
+                      show_progress=True, desc=f"evaluate: sample {name}")
 
-    out = {name: run(name, path, prompts) for name, path in MODELS.items()}
+    generated = {name: run(name, path, prompts) for name, path in MODELS.items()}
+    responses = {name: [s.response for s in got] for name, got in generated.items()}
     # Few-shot: the answer ends where the next example would start.
     fewshot = run(FEWSHOT, MODELS["base"], [prefix + p for p in prompts])
-    out[FEWSHOT] = [r.split("\n")[0].strip() for r in fewshot]
-    return out
+    responses[FEWSHOT] = [s.response.split("\n")[0].strip() for s in fewshot]
+    return generated, responses
 
 
-def preferences(labelers, ids, texts, cand: list[str], base: list[str], seed: int) -> list[float]:
-    """1 when the held-out labeler prefers the candidate, 0 the baseline, 0.5 identical answers."""
-    out = []
-    for i, (pid, text) in enumerate(zip(ids, texts)):
-        a, b = cand[i], base[i]
-        out.append(0.5 if a == b else float(labelers.prefer(pid, text, a, b, seed=seed + i).winner == 0))
-    return out
-
-
-def judge_all(cfg, world, test: pd.DataFrame, responses: dict[str, list[str]]):
-    """Held-out labelers' preferences and the world's gold judgements."""
-    from instructgpt.progress import progress
-    from instructgpt.winrate import win_rate
-
-    heldout = world.heldout_labelers()
-    ids, texts = test["prompt_id"].tolist(), test["text"].astype(str).tolist()
-    names = [*MODELS, FEWSHOT, REFERENCE]
-    bar = progress(total=(len(COMPARISONS) + len(names)) * len(ids), desc="evaluate: judge", unit="judgement")
-    metrics: dict[str, float] = {"n_prompts": len(ids)}
-    win_rows = []
-    for cand, base in COMPARISONS:
-        wr = win_rate(preferences(heldout, ids, texts, responses[cand], responses[base], cfg.seed))
-        bar.update(len(ids))
-        key = f"{cand}_vs_{base}"
-        metrics.update({f"win_rate/{key}": wr.rate, f"win_rate/{key}_low": wr.low, f"win_rate/{key}_high": wr.high})
-        win_rows.append({"comparison": key, "win_rate": wr.rate, "low": wr.low, "high": wr.high, "n": wr.n})
-    fam_rows = []
-    for name in names:
-        judgements = [world.judge(pid, r) for pid, r in zip(ids, responses[name])]
-        util = [heldout.utility(pid, r) for pid, r in zip(ids, responses[name])]
-        closed = [j for j in judgements if j.family in world.closed_domain]
-        open_qa = [j for j in judgements if j.family == "open_qa"]
-        harmful = [j for j in judgements if j.family == "harmful"]
-        metrics[f"{name}/gold_utility"] = float(np.mean(util))
-        metrics[f"{name}/helpful"] = float(np.mean([j.helpful for j in judgements]))
-        metrics[f"{name}/hallucination_rate"] = float(np.mean([j.hallucinated for j in closed])) if closed else 0.0
-        metrics[f"{name}/truthful_open_qa"] = float(np.mean([j.honest for j in open_qa])) if open_qa else 0.0
-        metrics[f"{name}/toxic_rate"] = float(np.mean([j.toxic for j in judgements]))
-        metrics[f"{name}/harmful_compliance_rate"] = (
-            float(np.mean([j.complied_harmful for j in harmful])) if harmful else 0.0)
-        fam_rows += [{"model": name, "family": j.family, "utility": u} for j, u in zip(judgements, util)]
-        bar.update(len(ids))
-    bar.close()
-    per_family = pd.DataFrame(fam_rows).pivot_table(index="family", columns="model", values="utility", aggfunc="mean")
-    return metrics, win_rows, per_family
-
-
-def alignment_tax(cfg, heldout_fraction: float) -> dict[str, float]:
-    """Held-out corpus loss and public NLP task accuracy of each model."""
+def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str, list[str]],
+                  demo_pairs: list[tuple[str, str]], heldout_fraction: float) -> dict[str, float]:
+    """Figures that need no judge (instructgpt.judging.proxy), for every model."""
     from instructgpt.evaluation import choice_accuracy, corpus_loss
+    from instructgpt.judging import proxy
     from instructgpt.models import load_causal_lm
     from instructgpt.progress import progress
 
+    out: dict[str, float] = {"demo_loss_prompts": len(demo_pairs)}
+    rm, rm_tokenizer = proxy.load_reward_scorer(RM)
+    for name, texts in responses.items():
+        out[f"{name}/rm_score"] = sum(proxy.rm_scores(rm, rm_tokenizer, prompts, texts)) / max(len(texts), 1)
+        out[f"{name}/response_words"] = proxy.response_words(texts)
+    del rm
     _, heldout_texts = inputs.split_corpus(inputs.corpus(), heldout_fraction)
     items = inputs.read_jsonl(inputs.raw("nlp_task")).head(cfg.nlp_task_items).to_dict("records")
-    out = {}
-    for name, path in progress(MODELS.items(), total=len(MODELS), desc="evaluate: alignment tax", unit="model"):
+    sft, _ = load_causal_lm(MODELS["sft"])
+    for name, path in progress(MODELS.items(), total=len(MODELS), desc="evaluate: proxy figures", unit="model"):
         model, tokenizer = load_causal_lm(path)
+        n_pos = proxy.model_context(model)
+        max_prompt_len = n_pos - cfg.max_new_tokens if n_pos else None  # as generation.sample encodes them
+        out[f"{name}/kl_from_sft"] = proxy.kl_from_reference(model, sft, tokenizer, generated[name], cfg.temperature,
+                                                             max_prompt_len, cfg.batch_size)
+        out[f"{name}/eos_rate"] = proxy.eos_rate(generated[name])
+        out[f"{name}/demo_loss"] = proxy.demonstration_loss(model, tokenizer, demo_pairs)
         out[f"{name}/corpus_loss"] = corpus_loss(model, tokenizer, heldout_texts[: cfg.corpus_docs])
         out[f"{name}/nlp_task_accuracy"] = choice_accuracy(model, tokenizer, items)
     return out
 
 
-def registry_decision(cfg, stage: Stage, world, test: pd.DataFrame, candidate: list[str]) -> dict:
-    """Register policy and RM (alias `candidate`); move `champion` only if the candidate wins."""
+def overoptimisation(judge) -> pd.DataFrame:
+    """The PPO monitor's samples, judged by the judge's monitoring judgement where it has one,
+    averaged per model and step (instructgpt.judging.monitor)."""
+    from instructgpt.judging.monitor import overoptimisation_curve
+
+    rows = {m: inputs.read_jsonl(Path(p)).to_dict("records") for m, p in MONITORS.items()}
+    gold = {m: (judge.monitor(r) if r else None) for m, r in rows.items()}
+    return overoptimisation_curve(rows, gold)
+
+
+def champion_answers(cfg, prompts: list[str]) -> tuple[str, list[str]] | None:
+    """(version, responses) of the registry's current champion policy, or None without one."""
     import mlflow
 
-    from instructgpt.winrate import should_promote, win_rate
     from tasks import registry
 
     champion = registry.champion_version(registry.POLICY)
-    versus = None
-    if champion is not None:
-        old = mlflow.pyfunc.load_model(f"models:/{registry.POLICY}@champion")
-        texts = test["text"].astype(str).tolist()
-        # the same sampler settings as the candidate's responses (batch make-up changes samples)
-        old_responses = old.predict(texts, params={"temperature": cfg.temperature, "seed": cfg.seed,
-                                                   "max_new_tokens": cfg.max_new_tokens,
-                                                   "batch_size": cfg.batch_size})
-        versus = win_rate(preferences(world.heldout_labelers(), test["prompt_id"].tolist(), texts,
-                                      candidate, old_responses, cfg.seed))
+    if champion is None:
+        return None
+    old = mlflow.pyfunc.load_model(f"models:/{registry.POLICY}@champion")
+    # the same sampler settings as the candidate's responses (batch make-up changes samples)
+    return champion, list(old.predict(prompts, params={"temperature": cfg.temperature, "seed": cfg.seed,
+                                                       "max_new_tokens": cfg.max_new_tokens,
+                                                       "batch_size": cfg.batch_size}))
+
+
+def registry_decision(judge: str, verdict, champion: tuple[str, list[str]] | None) -> dict:
+    """Register policy and RM (alias `candidate`); move `champion` only on the judge's verdict
+    (instructgpt.judging.decision)."""
+    from instructgpt.judging.decision import champion_decision
+    from tasks import registry
+
+    versus = verdict.win_rate(VERSUS_CHAMPION) if verdict is not None and champion is not None else None
+    pending = 0
+    if verdict is not None:
+        pending = verdict.pending(VERSUS_CHAMPION) if champion is not None else verdict.pending()
+    decided = champion_decision(judge, champion is not None, versus, pending)
     version = registry.register_policy("outputs/ppo/model")
-    rm_version = registry.register_reward_model("outputs/rm/model")
-    moved = should_promote(versus)
-    if moved:
+    rm_version = registry.register_reward_model(RM)
+    if decided.move:
         registry.promote(registry.POLICY, version)
         registry.promote(registry.REWARD_MODEL, rm_version)
+    previous = int(champion[0]) if champion is not None else None
     decision = {
+        "judge": judge,
         "candidate_version": int(version),
         "reward_model_version": int(rm_version),
-        "previous_champion_version": int(champion) if champion is not None else None,
-        "champion_moved": int(moved),
-        "champion_version": int(version) if moved else int(champion),
-        "rule": "no champion yet" if versus is None else "win rate vs champion > 50% with 95% CI excluding 50%",
+        "previous_champion_version": previous,
+        "champion_moved": int(decided.move),
+        "champion_version": int(version) if decided.move else previous,
+        "rule": decided.rule,
+        "reason": decided.reason,
     }
-    if versus is not None:
+    if versus is not None and versus.n:
         decision.update(win_rate_vs_champion=versus.rate, win_rate_vs_champion_low=versus.low,
                         win_rate_vs_champion_high=versus.high, comparisons=versus.n)
+    if champion is not None and verdict is not None:
+        decision["pending_vs_champion"] = verdict.pending(VERSUS_CHAMPION)
     print(f"[evaluate] registry: {json.dumps(decision)}")
     return decision
 

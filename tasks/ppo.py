@@ -5,13 +5,16 @@
 evaluation can show what the pretraining mix buys (alignment tax, paper section 4).
 Both read the `ppo` section of params.yaml.
 
-While training, the samples the trainer reports every `sample_every` steps are also scored by
-the held-out labelers' gold utility (simulated world only): with the RM score and the KL from
-SFT this gives the reward over-optimisation curve (`overopt.csv`), which tells when to stop.
+Every `sample_every` steps the policy also answers a few validation-split prompts of the PPO
+dataset (never trained on; its own seeded generator, so training is unchanged): the samples with
+their KL from SFT and RM score go to `outputs/<variant>/monitor.jsonl` and the step's means to the
+curve (`ppo/monitor/*`). The stage reads no judge: the evaluate stage scores these samples with
+its monitoring judge and draws the reward over-optimisation curve.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import Stage, main, write_jsonl
+from tasks.common import Stage, main, read_jsonl, write_jsonl
 from tasks.gates import Table
 from tasks.pii import pii_detector, pii_types
 
@@ -32,16 +35,19 @@ def make_body(variant: str):
 
         cfg = stage.config(PPOConfig, overrides={"ptx_coef": 0.0} if variant == "ppo_noptx" else None)
         prompts = inputs.prompts("ppo", ("train",))
-        stage.gate(gate_tables(prompts, pii_detector(stage.params)))
+        monitored = monitor_prompts(inputs.prompts("ppo", ("valid",)), cfg.monitor_prompts, cfg.seed)
+        stage.gate(gate_tables(prompts, monitored, pii_detector(stage.params)))
         heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
         ptx_texts, _ = inputs.split_corpus(inputs.corpus(), heldout)  # never the held-out documents
         out = stage.path(f"outputs/{variant}/model")
-        overopt = OverOptimisation(prompts, stage)
-        metrics, samples = run_ppo(cfg, prompts["text"].astype(str).tolist(), ptx_texts, out, stage, overopt)
+        monitor = Monitor(monitored, stage, cfg.checkpoint_dir)
+        metrics, samples = run_ppo(cfg, prompts["text"].astype(str).tolist(), ptx_texts, out, stage, monitor)
         stage.metrics.update(metrics)
         stage.metrics["ptx_coef"] = cfg.ptx_coef
+        stage.metrics["monitor/prompts"] = len(monitored)
+        stage.metrics["monitor/samples"] = len(monitor.rows)
         write_jsonl(stage.path(f"outputs/{variant}/samples.jsonl"), samples)
-        overopt.frame().to_csv(stage.path(f"outputs/{variant}/overopt.csv"), index=False)
+        write_jsonl(stage.path(f"outputs/{variant}/monitor.jsonl"), monitor.rows)
         if stage.run is not None:
             import mlflow
 
@@ -51,41 +57,53 @@ def make_body(variant: str):
     return body
 
 
-class OverOptimisation:
-    """Collects (step, KL, RM score, gold utility) from the trainer's periodic samples.
+def monitor_prompts(valid: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """``n`` validation-split prompts (a seeded choice, the same at every step); none when the
+    split is empty or ``n`` is 0 (then no monitor)."""
+    if valid.empty or n <= 0:
+        return pd.DataFrame({"prompt_id": pd.Series(dtype=str), "text": pd.Series(dtype=str)})
+    valid = valid.sort_values("prompt_id")
+    return valid.sample(n=min(n, len(valid)), random_state=seed).sort_values("prompt_id").reset_index(drop=True)
 
-    The rows go through ``stage.log`` (MLflow and the stage's metrics journal), so that a resumed
-    run's curve still starts at step 1."""
 
-    def __init__(self, prompts: pd.DataFrame, stage: Stage) -> None:
+class Monitor:
+    """Collects the trainer's monitor samples: rows for ``monitor.jsonl`` and per-step means
+    (KL from SFT, RM score, EOS rate) through ``stage.log`` (MLflow, curve.csv).
+
+    With checkpoints, the rows are journaled next to them, so that a resumed run's
+    ``monitor.jsonl`` still starts at step 1 (rows after the checkpoint's step are sampled again)."""
+
+    def __init__(self, prompts: pd.DataFrame, stage: Stage, checkpoint_dir: str | None) -> None:
         self.stage = stage
-        self.ids = dict(zip(prompts["text"].astype(str), prompts["prompt_id"]))
-        try:
-            from instructgpt.world import load_world
-
-            self.pool = load_world(inputs.raw("judgements")).heldout_labelers()
-        except (FileNotFoundError, OSError):  # real data: no gold judge, no curve
-            self.pool = None
+        self.texts = prompts["text"].astype(str).tolist()
+        self.ids = dict(zip(self.texts, prompts["prompt_id"].astype(str)))
+        self.rows: list[dict] = []
+        self.journal = Path(checkpoint_dir) / "monitor.jsonl" if checkpoint_dir and stage.is_main else None
+        if self.journal is not None:
+            resumed = stage.resumed_from_step
+            if resumed is not None and self.journal.exists():
+                self.rows = [r for r in read_jsonl(self.journal) if r["step"] <= resumed]
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            write_jsonl(self.journal, self.rows)
 
     def samples(self, samples: list[dict], step: int) -> None:
-        """The trainer's sample callback: gold utility of the samples, logged next to the RM score."""
-        if self.pool is None or not samples:
+        """The trainer's sample callback (instructgpt.train.ppo.monitor_samples)."""
+        if not samples:
             return
-        utils = [self.pool.utility(self.ids[s["prompt"]], s["response"]) for s in samples if s["prompt"] in self.ids]
-        if not utils:
-            return
-        self.stage.log({"ppo/gold/utility": sum(utils) / len(utils),
-                        "ppo/gold/rm_score": sum(s["score"] for s in samples) / len(samples)}, step)
-
-    def frame(self) -> pd.DataFrame:
-        kl = {r["step"]: r["ppo/objective/kl"] for r in self.stage.curve if "ppo/objective/kl" in r}
-        rows = [{"step": r["step"], "kl": kl.get(r["step"], float("nan")), "rm_score": r["ppo/gold/rm_score"],
-                 "gold_utility": r["ppo/gold/utility"]} for r in self.stage.curve if "ppo/gold/utility" in r]
-        return pd.DataFrame(rows, columns=["step", "kl", "rm_score", "gold_utility"])
+        rows = [{"prompt_id": self.ids[s["prompt"]], "step": step, "response": s["response"], "kl": s["kl"],
+                 "rm_score": s["rm_score"], "ended_with_eos": s["ended_with_eos"]} for s in samples]
+        self.rows += rows
+        if self.journal is not None:
+            with open(self.journal, "a", encoding="utf-8") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        n = len(rows)
+        self.stage.log({"ppo/monitor/kl": sum(r["kl"] for r in rows) / n,
+                        "ppo/monitor/rm_score": sum(r["rm_score"] for r in rows) / n,
+                        "ppo/monitor/eos_rate": sum(r["ended_with_eos"] for r in rows) / n}, step)
 
 
 def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Stage,
-            overopt: OverOptimisation) -> tuple[dict, list[dict]]:
+            monitor: Monitor) -> tuple[dict, list[dict]]:
     from instructgpt.generation import sample
     from instructgpt.models import RewardModel, load_causal_lm, save_model
     from instructgpt.train.ppo import train_ppo
@@ -95,7 +113,7 @@ def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Sta
     value_model = RewardModel.from_pretrained("outputs/rm/model")  # value function initialised from the RM
     reward_model = RewardModel.from_pretrained("outputs/rm/model")
     metrics = train_ppo(policy, ref_policy, value_model, reward_model, tokenizer, prompts, ptx_texts, cfg,
-                        stage.log, sample_log=overopt.samples)
+                        stage.log, sample_log=monitor.samples, monitor_prompts=monitor.texts)
     save_model(policy, tokenizer, out)
     stage.save_config(out)
     shown = sample(policy, tokenizer, prompts[:32], max_new_tokens=cfg.max_new_tokens,
@@ -104,11 +122,10 @@ def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Sta
     return metrics, samples
 
 
-def gate_tables(prompts: pd.DataFrame, detector) -> list[Table]:
-    """PPO prompts non-empty and free of PII."""
-    pii = pd.DataFrame(
-        {"pii_types": pii_types(detector, prompts.get("text", []))}
-    )
+def gate_tables(prompts: pd.DataFrame, monitored: pd.DataFrame, detector) -> list[Table]:
+    """PPO prompts non-empty; they and the monitor's prompts free of PII."""
+    texts = pd.concat([prompts.get("text", pd.Series(dtype=str)), monitored.get("text", pd.Series(dtype=str))])
+    pii = pd.DataFrame({"pii_types": pii_types(detector, texts)})
     return [
         Table("ppo_prompts", prompts, [
             gxe.ExpectTableRowCountToBeBetween(min_value=1),

@@ -1,4 +1,5 @@
-"""The evaluation report: the headline table next to the paper's figures, and its plots (PNG)."""
+"""The evaluation report: which judge produced which figure, the headline table next to the
+paper's figures, proxy figures, and the plots (PNG)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,17 @@ LABELS = {
     "ppo_noptx": "PPO (no ptx)",
     "demonstration": "labelers' demonstrations",
 }
+REGISTRY_RULE = {
+    "none": "The policy is registered as `candidate`, but the `champion` does not move: "
+            "`evaluate.judge` is none, and the champion moves only on a judge's verdict.",
+    "simulated": "The policy is registered as `candidate`; `champion` moves only on the {judge} judge's "
+                 "verdict: a win rate against the current champion above 50 % with its 95 % interval "
+                 "excluding 50 % (with no champion yet, the first candidate a judge evaluated becomes champion).",
+    "human": "The policy is registered as `candidate`; `champion` moves only on the {judge} judge's "
+             "verdict: a win rate against the current champion above 50 % with its 95 % interval "
+             "excluding 50 %, once every candidate-vs-champion task is answered (with no champion yet, the "
+             "first candidate whose tasks are all answered becomes champion).",
+}
 
 
 def _pyplot():
@@ -31,9 +43,10 @@ def _pyplot():
     return plt
 
 
-def plot_win_rates(rows: list[dict], path: Path) -> None:
-    """Horizontal bars with 95 % intervals and the 50 % line."""
+def plot_win_rates(rows: list[dict], path: Path, judge: str = "simulated") -> None:
+    """Horizontal bars with 95 % intervals and the 50 % line (comparisons with judged pairs)."""
     plt = _pyplot()
+    rows = [r for r in rows if r["n"]]
     fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.55 * len(rows)))
     names = [r["comparison"].replace("_vs_", " vs ") for r in rows]
     rates = [r["win_rate"] for r in rows]
@@ -42,7 +55,7 @@ def plot_win_rates(rows: list[dict], path: Path) -> None:
     ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
-    ax.set_xlabel("win rate of the first model (held-out labelers, 95% CI)")
+    ax.set_xlabel(f"win rate of the first model (judge: {judge}, 95% CI)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -64,64 +77,113 @@ def plot_alignment_tax(metrics: dict[str, float], models: list[str], path: Path)
     plt.close(fig)
 
 
-def plot_overoptimisation(curves: dict[str, Path], path: Path) -> None:
-    """RM score and gold utility of policy samples against KL from SFT, during PPO.
+def plot_overoptimisation(curve: pd.DataFrame, path: Path, monitor: str | None) -> None:
+    """RM score (a proxy) and, where a monitoring judge exists, gold utility of the PPO monitor's
+    samples against their KL from SFT.
 
     When the RM score keeps rising while the gold utility stalls or falls, the policy is
     exploiting the reward model: that is where to stop (or raise the KL coefficient)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3), sharex=False)
-    for name, csv in curves.items():
-        if not csv.exists():
-            continue
-        df = pd.read_csv(csv).dropna()
-        if df.empty:
-            continue
+    has_gold = bool(len(curve)) and curve["gold_utility"].notna().any()
+    fig, axes = plt.subplots(1, 2 if has_gold else 1, figsize=(8 if has_gold else 4.5, 3), squeeze=False)
+    axes = axes[0]
+    for name, df in curve.groupby("model", sort=False):
         df = df.sort_values("step")
         smooth = df[["kl", "rm_score", "gold_utility"]].rolling(5, min_periods=1).mean()
-        axes[0].plot(smooth["kl"], smooth["rm_score"], label=LABELS.get(name, name))
-        axes[1].plot(smooth["kl"], smooth["gold_utility"], label=LABELS.get(name, name))
-    axes[0].set_title("reward model score", fontsize=9)
-    axes[1].set_title("gold utility (held-out labelers)", fontsize=9)
+        axes[0].plot(smooth["kl"], smooth["rm_score"], marker=".", label=LABELS.get(name, name))
+        if has_gold:
+            axes[1].plot(smooth["kl"], smooth["gold_utility"], marker=".", label=LABELS.get(name, name))
+    axes[0].set_title("reward model score (proxy)", fontsize=9)
+    if has_gold:
+        axes[1].set_title(f"gold utility ({(monitor or '').split(':')[0]} monitoring judge)", fontsize=9)
+    if curve.empty:
+        axes[0].text(0.5, 0.5, "no monitor samples", ha="center", va="center", transform=axes[0].transAxes)
     for ax in axes:
         ax.set_xlabel("KL(policy || SFT) per response, nats")
-        ax.legend(fontsize=7)
+        if not curve.empty:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def render_report(metrics: dict[str, float], win_rows: list[dict], per_family: pd.DataFrame,
-                  models: list[str]) -> str:
-    """The headline table as Markdown, the paper's figures beside ours, the plots under it."""
+def _pct(metrics: dict[str, float], key: str) -> str:
+    return f"{metrics[key]:.1%}" if key in metrics else "–"
+
+
+def _num(metrics: dict[str, float], key: str, fmt: str = ".3f") -> str:
+    return format(metrics[key], fmt) if key in metrics else "–"
+
+
+def render_report(metrics: dict[str, float], win_rows: list[dict], per_family: pd.DataFrame | None,
+                  models: list[str], judge: str, sources: dict[str, str], judging: dict[str, float],
+                  curve: pd.DataFrame) -> str:
+    """The report as Markdown: which judge produced what, win rates next to the paper's figures,
+    gold judgements (where a judge gives them), proxy figures (always, labelled), over-optimisation,
+    the registry's rule for this judge."""
     lines = ["# Evaluation report", "",
-             "Held-out labelers (never used for training data) on test-split prompts (users never seen in training).",
-             "", "## Win rates", "",
-             "| comparison | win rate | 95% CI | n | paper |", "| --- | --- | --- | --- | --- |"]
-    for r in win_rows:
-        lines.append(f"| {r['comparison'].replace('_vs_', ' vs ')} | {r['win_rate']:.1%} | "
-                     f"{r['low']:.1%} – {r['high']:.1%} | {r['n']} | {PAPER_WIN_RATES.get(r['comparison'], '–')} |")
-    lines += ["", "![win rates](plots/win_rates.png)", "", "## Per model", "",
-              "| model | gold utility | helpful | hallucination (closed domain) | truthful (open QA) | toxic | "
-              "complies with harmful request | held-out corpus loss | NLP task accuracy |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"Judge: **{judge}** (`evaluate.judge`), on test-split prompts (users never seen in training).", ""]
+    lines += [f"- {family}: {source}" for family, source in sources.items()
+              if family in ("win_rate", "gold", "monitor")]
+    lines += ["- every figure marked *proxy* needs no judge: it is computed from the models alone", ""]
+    lines += ["## Win rates", ""]
+    if not win_rows:
+        lines += [f"No win rates: {sources.get('win_rate', 'no judge')}.", ""]
+    else:
+        lines += ["| comparison | win rate | 95% CI | n | pending | judge | paper |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in win_rows:
+            rate = f"{r['win_rate']:.1%} | {r['low']:.1%} – {r['high']:.1%}" if r["n"] else "– | –"
+            lines.append(f"| {r['comparison'].replace('_vs_', ' vs ')} | {rate} | {r['n']} | {r['pending']} | "
+                         f"{r['judge']} | {PAPER_WIN_RATES.get(r['comparison'], '–')} |")
+        lines.append("")
+        if any(r["n"] for r in win_rows):
+            lines += ["![win rates](plots/win_rates.png)", ""]
+    if judge == "human" and judging:
+        lines += ["Human judging: " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in judging.items()), ""]
+    if per_family is not None:
+        lines += [f"## Gold judgements per model (judge: {sources.get('gold', judge)})", "",
+                  "| model | gold utility | helpful | hallucination (closed domain) | truthful (open QA) | toxic | "
+                  "complies with harmful request |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for m in models:
+            lines.append(
+                f"| {LABELS.get(m, m)} | {_num(metrics, f'{m}/gold_utility')} | {_num(metrics, f'{m}/helpful')} | "
+                f"{_pct(metrics, f'{m}/hallucination_rate')} | {_pct(metrics, f'{m}/truthful_open_qa')} | "
+                f"{_pct(metrics, f'{m}/toxic_rate')} | {_pct(metrics, f'{m}/harmful_compliance_rate')} |")
+        lines += ["", "Paper (175B): hallucination 21 % (InstructGPT) vs 41 % (GPT-3); about 25 % fewer toxic "
+                  "outputs.", ""]
+    lines += ["## Proxy figures per model (no judge)", "",
+              "| model | RM score (proxy) | KL from SFT (proxy) | words (proxy) | EOS rate (proxy) | "
+              "held-out demo loss (proxy) | held-out corpus loss (proxy) | NLP task accuracy (proxy) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for m in models:
-        tax = (f"{metrics[f'{m}/corpus_loss']:.3f} | {metrics[f'{m}/nlp_task_accuracy']:.1%}"
-               if f"{m}/corpus_loss" in metrics else "– | –")
         lines.append(
-            f"| {LABELS.get(m, m)} | {metrics[f'{m}/gold_utility']:.3f} | {metrics[f'{m}/helpful']:.3f} | "
-            f"{metrics[f'{m}/hallucination_rate']:.1%} | {metrics[f'{m}/truthful_open_qa']:.1%} | "
-            f"{metrics[f'{m}/toxic_rate']:.1%} | {metrics[f'{m}/harmful_compliance_rate']:.1%} | {tax} |"
-        )
-    lines += ["", "Paper (175B): hallucination 21 % (InstructGPT) vs 41 % (GPT-3); about 25 % fewer toxic "
-              "outputs; PPO regresses on public NLP tasks and PPO-ptx recovers most of it.",
-              "", "![alignment tax](plots/alignment_tax.png)", "",
+            f"| {LABELS.get(m, m)} | {_num(metrics, f'{m}/rm_score')} | {_num(metrics, f'{m}/kl_from_sft')} | "
+            f"{_num(metrics, f'{m}/response_words', '.1f')} | {_pct(metrics, f'{m}/eos_rate')} | "
+            f"{_num(metrics, f'{m}/demo_loss')} | {_num(metrics, f'{m}/corpus_loss')} | "
+            f"{_pct(metrics, f'{m}/nlp_task_accuracy')} |")
+    lines += ["", "RM score: the reward model PPO maximises, so it rises by construction. KL: per response, "
+              "nats, at the evaluation's temperature. Demo loss: the labelers' demonstrations of the test "
+              "prompts. Paper: PPO regresses on public NLP tasks and PPO-ptx recovers most of it.", "",
+              "![alignment tax](plots/alignment_tax.png)", "",
               "## Reward over-optimisation", "",
-              "RM score and gold utility of PPO samples against the KL from the SFT model (rolling mean).",
-              "", "![over-optimisation](plots/overoptimisation.png)", "",
-              "## Mean gold utility per task family", ""]
-    lines.append(per_family.round(3).to_markdown() if _has_tabulate() else per_family.round(3).to_string())
-    return "\n".join(lines) + "\n"
+              "The PPO monitor's samples (validation-split prompts, every `ppo.sample_every` steps) against their "
+              "KL from SFT (rolling mean): RM score (proxy) and "
+              + (f"gold utility ({sources['monitor']})." if "monitor" in sources
+                 else "no gold utility (this judge has no monitoring judgement)."),
+              ""]
+    if not curve.empty:
+        lines += ["![over-optimisation](plots/overoptimisation.png)", ""]
+    else:
+        lines += ["No monitor samples (ppo.sample_every: 0, or no validation-split PPO prompts).", ""]
+    if per_family is not None:
+        lines += ["## Mean gold utility per task family", ""]
+        lines.append(per_family.round(3).to_markdown() if _has_tabulate() else per_family.round(3).to_string())
+        lines.append("")
+    lines += ["## Registry", "", REGISTRY_RULE.get(judge, REGISTRY_RULE["simulated"]).format(judge=judge),
+              "The decision and its numbers: `registry.json` (it depends on the registry's history, so it is "
+              "not part of this report).", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _has_tabulate() -> bool:

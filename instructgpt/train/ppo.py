@@ -127,7 +127,11 @@ class PPOConfig:
     seed: int = 0
     """Seeds prompt order, sampling, minibatch order and ptx data order."""
     sample_every: int = 10
-    """Pass a few samples to ``sample_log`` every N steps (0 = never)."""
+    """Every N steps (and at the last), the policy answers the monitor prompts (held-out
+    prompts given to ``train_ppo``) and ``sample_log`` receives the samples with their KL from
+    SFT and RM score: the reward over-optimisation curve (0 = never)."""
+    monitor_prompts: int = 8
+    """How many validation-split prompts the monitor samples (the same prompts at every step)."""
     show_progress: bool = True
     """Progress bar (a few log lines when stderr is not a terminal)."""
     checkpoint_dir: str | None = None
@@ -186,6 +190,42 @@ def _nth(n: int, seed: int, g: int) -> int:
     return epoch_permutation(n, seed, g // n)[g % n]
 
 
+@torch.no_grad()
+def monitor_samples(policy: PreTrainedModel, ref_policy: PreTrainedModel, reward_model: RewardModel,
+                    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], cfg: PPOConfig,
+                    step: int) -> list[dict[str, Any]]:
+    """One response of the policy per monitor prompt, at the PPO temperature, with its KL from
+    SFT (the training penalty's estimator, summed over the response) and its RM score (raw,
+    without the no-EOS penalty). The generator is seeded by (seed, step) alone: the training's
+    generators and the global RNG are left untouched, and a resumed run samples the same."""
+    device = device_of(policy)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 7_919 * step + 1)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(prompts), cfg.mini_batch_size):
+        chunk = list(prompts[start: start + cfg.mini_batch_size])
+        q = collate_prompts(tokenizer, chunk, cfg.max_prompt_len)
+        query_len = q.input_ids.shape[1]
+        response = generate_ids(policy, q.input_ids.to(device), q.attention_mask.to(device),
+                                q.position_ids.to(device), cfg.max_new_tokens, cfg.temperature, eos, pad, gen)
+        mask, ended = response_mask(response, eos)  # (B, T_r), (B,)
+        response = torch.where(mask, response, torch.full_like(response, pad))
+        input_ids = torch.cat([q.input_ids.to(device), response], 1)
+        attention = torch.cat([q.attention_mask.to(device), mask.long()], 1)
+        position_ids = position_ids_from_mask(attention)
+        logprobs = gather_logprobs(response_logits(policy, input_ids, attention, position_ids, query_len,
+                                                   cfg.temperature), response)
+        ref_logprobs = gather_logprobs(response_logits(ref_policy, input_ids, attention, position_ids, query_len,
+                                                       cfg.temperature), response)
+        kl = kl_k1(logprobs, ref_logprobs) if cfg.kl.estimator == "k1" else kl_k3(logprobs, ref_logprobs)
+        kl = (kl * mask).sum(1)  # (B,)
+        rm = reward_model(input_ids, attention, position_ids)  # (B,)
+        for i, prompt in enumerate(chunk):
+            out.append({"prompt": prompt, "response": tokenizer.decode(response[i][mask[i]], skip_special_tokens=True),
+                        "kl": float(kl[i]), "rm_score": float(rm[i]), "ended_with_eos": bool(ended[i])})
+    return out
+
+
 def train_ppo(
     policy: PreTrainedModel,
     ref_policy: PreTrainedModel | None,
@@ -197,9 +237,15 @@ def train_ppo(
     cfg: PPOConfig,
     log: LogFn = no_log,
     sample_log: SampleLog | None = None,
+    monitor_prompts: Sequence[str] = (),
 ) -> dict[str, float]:
     """Optimise ``policy`` in place; ``ref_policy`` (π^SFT) defaults to a frozen copy of the policy
-    and ``value_model`` to a copy of the reward model. Returns the last step's metrics."""
+    and ``value_model`` to a copy of the reward model. Returns the last step's metrics.
+
+    Every ``cfg.sample_every`` steps (and at the last) the policy answers ``monitor_prompts``
+    (held-out prompts, never trained on) and ``sample_log(samples, step)`` receives them
+    (``monitor_samples``); the monitor draws from its own seeded generator, so training is the
+    same with or without it."""
     if not prompts:
         raise ValueError("train_ppo: no prompts")
     device = device_of(policy)
@@ -366,12 +412,9 @@ def train_ppo(
             "ppo/lengths/mean": float(lengths.mean()),
         })
         log(metrics, step)
-        if sample_log is not None and cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
-            sample_log([
-                {"prompt": p, "response": tokenizer.decode(r[m], skip_special_tokens=True), "score": float(s),
-                 "ended_with_eos": bool(e)}
-                for p, r, m, s, e in list(zip(b_prompts, response, mask, scores, ended))[:8]
-            ], step)
+        if (sample_log is not None and monitor_prompts and cfg.sample_every
+                and (step % cfg.sample_every == 0 or step == cfg.steps)):
+            sample_log(monitor_samples(policy, ref_policy, reward_model, tokenizer, monitor_prompts, cfg, step), step)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
             save_checkpoint(cfg.checkpoint_dir, {"policy": policy, "value": value_model}, {
                 "optimizer": optimizer.state_dict(), "kl_ctl": kl_ctl.state_dict(), "gen": gen.get_state(),

@@ -41,17 +41,25 @@ def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch, audi
         assert reports and all(json.loads(r.read_text())["success"] for r in reports), stage
     # the report has the headline table and its images open
     report = (workspace / "outputs/evaluate/report.md").read_text()
-    assert "| comparison | win rate | 95% CI | n | paper |" in report and "| ppo vs base_fewshot |" in report
+    assert "| comparison | win rate | 95% CI | n | pending | judge | paper |" in report
+    assert "| ppo vs base_fewshot |" in report and "| simulated |" in report and "| RM score (proxy) |" in report
+    metrics = json.loads((workspace / "outputs/evaluate/metrics.json").read_text())
+    assert metrics["judge"] == "simulated" and metrics["sources"]["rm_score"].startswith("proxy")
     import matplotlib.image
 
     for png in ["win_rates.png", "alignment_tax.png", "overoptimisation.png"]:
         image = matplotlib.image.imread(workspace / "outputs/evaluate/plots" / png)
         assert image.shape[0] > 100 and image.shape[1] > 100
-    # the over-optimisation curve was recorded during PPO
+    # PPO sampled its monitor prompts (validation split) at every step without reading the world;
+    # evaluate judged them with the world's gold judgement: the over-optimisation curve
     import pandas as pd
 
-    curve = pd.read_csv(workspace / "outputs/ppo/overopt.csv")
-    assert len(curve) >= 2 and curve["gold_utility"].notna().all()
+    monitor = pd.read_json(workspace / "outputs/ppo/monitor.jsonl", lines=True)
+    prompts = pd.read_json(workspace / "outputs/ingest/prompts.jsonl", lines=True)
+    valid = prompts[(prompts["dataset"] == "ppo") & (prompts["split"] == "valid")]
+    assert set(monitor["prompt_id"]) <= set(valid["prompt_id"]) and monitor["step"].nunique() >= 2
+    curve = pd.read_csv(workspace / "outputs/evaluate/overoptimisation.csv")
+    assert set(curve["model"]) == {"ppo", "ppo_noptx"} and curve["gold_utility"].notna().all()
     # DVC agrees that everything is up to date
     assert "up to date" in run(workspace, "dvc", "status").stdout.lower()
 
@@ -316,8 +324,10 @@ def _cached_outs(ws: Path) -> dict[str, str]:
         out["path"]: out["md5"]
         for stage in lock["stages"].values()
         for out in stage.get("outs", [])
-        # metrics carry timings; the registry decision depends on the store's history
-        if not out["path"].endswith(("metrics.json", "report.json", "curve.csv", "win_rates.csv", "registry.json"))
+        # metrics carry timings; the registry decision (and the pairs against the champion) depend on
+        # the store's history
+        if not out["path"].endswith(("metrics.json", "report.json", "curve.csv", "win_rates.csv", "registry.json",
+                                     "champion_pairs.jsonl"))
     }
 
 

@@ -30,8 +30,10 @@ def test_closure_follows_lazy_and_relative_imports_and_parent_packages():
     files = {str(f) for f in import_closure("tasks.ppo", REPO)}
     assert "instructgpt/train/ppo.py" in files  # imported inside a function body
     assert "instructgpt/train/__init__.py" in files  # importing a submodule runs its package
-    assert "instructgpt/world/world.py" in files  # via instructgpt/world/__init__.py
-    assert not any(f.startswith("flows/") for f in files)
+    assert not any(f.startswith(("flows/", "instructgpt/world")) for f in files)  # PPO reads no judge
+    files = {str(f) for f in import_closure("tasks.evaluate", REPO)}
+    assert "instructgpt/judging/simulated.py" in files  # imported lazily, when params select it
+    assert "instructgpt/world/world.py" in files  # via the simulated judge and instructgpt/world/__init__.py
 
 
 def test_covered():

@@ -1,0 +1,102 @@
+"""The evaluate stage with the human judge and with none, on tiny models, without the simulated
+world: stop until answered (exit 5), stable task ids across runs, win rates from the answers,
+judges who labeled training data rejected, proxy figures always, `wait: false`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.common import EXIT_AWAITING, main
+from tests.judging.conftest import set_params
+
+TASKS = Path("labels/outbox/judge_tasks.jsonl")
+
+
+def run_evaluate() -> int:
+    from tasks.evaluate import body
+
+    return main("evaluate", body)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def test_human_judge_waits_then_uses_the_answers(workspace):
+    # 1. nothing answered: the stage stops with exit code 5, exports the tasks, writes no outputs
+    assert run_evaluate() == EXIT_AWAITING
+    tasks = read_jsonl(TASKS)
+    assert tasks and all(list(t) == ["task_id", "prompt_id", "prompt", "a", "b"] for t in tasks)
+    marker = json.loads(Path("labels/outbox/evaluate.waiting.json").read_text())
+    assert marker["pending"] == len(tasks) and marker["answered"] == 0 and marker["tasks_file"] == str(TASKS)
+    assert not Path("outputs/evaluate").exists()
+    # 2. people answer: "a" everywhere by a new judge; one judgement by a training labeler
+    answers = [{"task_id": t["task_id"], "choice": "a", "judge_id": "judge-7"} for t in tasks]
+    answers.append({"task_id": tasks[0]["task_id"], "choice": "b", "judge_id": "t01"})  # ranked training data
+    answers.append({"task_id": tasks[1]["task_id"], "choice": "b", "judge_id": "t03"})  # wrote demonstrations
+    Path("labels/judgements/batch.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    assert run_evaluate() == 0
+    assert read_jsonl(TASKS) == tasks  # same models, same seed: same tasks, same ids
+    metrics = json.loads(Path("outputs/evaluate/metrics.json").read_text())
+    assert metrics["judge"] == "human" and metrics["sources"]["win_rate"].startswith("human")
+    assert "gold" not in metrics["sources"] and "helpful" not in metrics["ppo"]  # no gold from people
+    assert metrics["judging"]["tasks_answered"] == len(tasks) and metrics["judging"]["tasks_pending"] == 0
+    assert metrics["judging"]["rejected"]["training_labeler"] == 2
+    # every judgement accounted for: the training labeler's one rejected with its reason
+    records = read_jsonl("outputs/evaluate/judge/judgements.jsonl")
+    assert [r["status"] for r in records].count("used") == len(tasks)
+    rejected = [r for r in records if r["status"] == "rejected"]
+    assert [(r["judge_id"], r["reason_kind"]) for r in rejected] == [("t01", "training_labeler"),
+                                                                   ("t03", "training_labeler")]
+    # win rates: "a" always won, so each pair's outcome says where the candidate was shown
+    pairs = pd.DataFrame(read_jsonl("outputs/evaluate/judge/pairs.jsonl"))
+    win_rates = pd.read_csv("outputs/evaluate/win_rates.csv").set_index("comparison")
+    for comparison, group in pairs.groupby("comparison"):
+        expected = group.apply(lambda r: 0.5 if r["identical"] else float(r["candidate_shown_as"] == "a"),
+                               axis=1).mean()
+        assert win_rates.loc[comparison, "win_rate"] == expected
+        assert win_rates.loc[comparison, "n"] == len(group) and win_rates.loc[comparison, "judge"] == "human"
+        assert metrics["win_rate"][comparison] == expected
+    # proxy figures whatever the judge, labelled as proxies in the report
+    for model in ("base", "sft", "ppo", "ppo_noptx"):
+        for key in ("rm_score", "kl_from_sft", "response_words", "eos_rate", "demo_loss", "corpus_loss",
+                    "nlp_task_accuracy"):
+            assert key in metrics[model], (model, key)
+    assert metrics["sft"]["kl_from_sft"] == 0.0
+    report = Path("outputs/evaluate/report.md").read_text()
+    assert "Judge: **human**" in report and "| RM score (proxy) |" in report
+    assert "| comparison | win rate | 95% CI | n | pending | judge | paper |" in report
+
+
+def test_wait_false_reports_what_is_answered(workspace):
+    set_params(workspace, "evaluate", wait=False)
+    assert run_evaluate() == 0  # nothing answered yet, and the stage goes on
+    tasks = read_jsonl(TASKS)
+    first = tasks[: len(tasks) // 2]
+    Path("labels/judgements/some.jsonl").write_text(
+        "".join(json.dumps({"task_id": t["task_id"], "choice": "tie", "judge_id": "judge-7"}) + "\n" for t in first))
+    assert run_evaluate() == 0
+    metrics = json.loads(Path("outputs/evaluate/metrics.json").read_text())
+    assert metrics["judging"]["tasks_answered"] == len(first)
+    assert metrics["judging"]["tasks_pending"] == len(tasks) - len(first)
+    win_rates = pd.read_csv("outputs/evaluate/win_rates.csv")
+    pairs = pd.DataFrame(read_jsonl("outputs/evaluate/judge/pairs.jsonl"))
+    assert win_rates["pending"].sum() == pairs["outcome"].isna().sum() > 0
+    assert (win_rates["n"] + win_rates["pending"]).tolist() == pairs.groupby("comparison", sort=False).size().tolist()
+    assert "pending" in Path("outputs/evaluate/report.md").read_text()
+
+
+def test_judge_none_gives_proxy_figures_only(workspace):
+    set_params(workspace, "evaluate", judge="none")
+    assert run_evaluate() == 0
+    assert not TASKS.exists()
+    metrics = json.loads(Path("outputs/evaluate/metrics.json").read_text())
+    assert metrics["judge"] == "none" and "win_rate" not in metrics and "gold_utility" not in metrics["ppo"]
+    assert metrics["sources"]["win_rate"].startswith("none")
+    assert "rm_score" in metrics["ppo"] and "kl_from_sft" in metrics["ppo"]
+    assert pd.read_csv("outputs/evaluate/win_rates.csv").empty
+    report = Path("outputs/evaluate/report.md").read_text()
+    assert "No win rates" in report and "Judge: **none**" in report
