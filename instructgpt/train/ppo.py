@@ -231,7 +231,7 @@ def train_ppo(
     if value_model is None:
         value_model = (copy.deepcopy(reward_model) if reward_tokenizer is None
                        else RewardModel.from_causal_lm(policy, seed=cfg.seed).to(device))
-    reward_max_len = context_length(reward_model)
+    reward_max_len = context_length(reward_model) if reward_tokenizer is not None else None
     for m in (policy, ref_policy, value_model, reward_model):
         set_dropout(m, 0.0)  # dropout off everywhere during RL: logprobs must be deterministic
         m.eval()
