@@ -1,8 +1,10 @@
 """Token-level data rules: prompt encoding, left-padded batches, SFT examples, pretraining blocks.
 
-Every sequence starts with BOS (when the tokenizer has one), a prompt is
-``format_prompt(text)``, a response ends with EOS. Batches are LEFT-padded with explicit
-position ids so that every prompt ends at the same column (generation and PPO read from there).
+A prompt's context is ``instructgpt.text.prompt_context(tokenizer, text)`` (the model's chat
+template when its tokenizer has one, else the plain ``format_prompt``); every sequence starts
+with BOS (when the tokenizer has one and the template did not write it already); a response
+ends with EOS. Batches are LEFT-padded with explicit position ids so that every prompt ends at
+the same column (generation and PPO read from there).
 """
 
 from __future__ import annotations
@@ -14,23 +16,61 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from instructgpt.models import position_ids_from_mask
-from instructgpt.text import format_prompt
+from instructgpt.text import has_chat_template, prompt_context, template_wrote_bos
 
 IGNORE_INDEX = -100
+_SLOT = "\u2063PROMPT\u2063"  # stands for the prompt when a template's wrapper is measured
 
 
 def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str, max_len: int | None = None) -> list[int]:
-    """[BOS] + tokens of ``format_prompt(text)``; too-long prompts keep their END (the newline
-    after the instruction must stay next to the response)."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    ids = _ids(tokenizer, format_prompt(text))
-    if max_len is not None and len(bos) + len(ids) > max_len:
-        ids = ids[len(ids) - (max_len - len(bos)):]
-    return bos + ids
+def _split_bos(tokenizer: PreTrainedTokenizerBase, context: str) -> tuple[list[int], str]:
+    """([BOS] or [], the rest of the context). BOS comes first whether we add it or the chat
+    template wrote it (then it is taken off the text, so it is never doubled or cut away)."""
+    if tokenizer.bos_token_id is None:
+        return [], context
+    if template_wrote_bos(tokenizer, context):
+        return [tokenizer.bos_token_id], context[len(tokenizer.bos_token):]
+    return [tokenizer.bos_token_id], context
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str, max_len: int | None = None,
+                  shots: Sequence[tuple[str, str]] = ()) -> list[int]:
+    """[BOS] + tokens of ``prompt_context(tokenizer, text, shots)``.
+
+    Too-long prompts keep their END: the text right before the response must stay. Plain
+    format: the last tokens are kept (BOS first). Chat template: the template's own tokens
+    (header and generation prompt) are kept and the prompt text loses tokens from its start;
+    few-shot examples are dropped first, oldest first."""
+    bos, context = _split_bos(tokenizer, prompt_context(tokenizer, text, shots))
+    ids = _ids(tokenizer, context)
+    if max_len is None or len(bos) + len(ids) <= max_len:
+        return bos + ids
+    if has_chat_template(tokenizer):
+        if shots:
+            return encode_prompt(tokenizer, text, max_len, shots[1:])
+        cut = _cut_template_prompt(tokenizer, text, max_len - len(bos))
+        if cut is not None:
+            return bos + cut
+    return bos + ids[len(ids) - (max_len - len(bos)):]
+
+
+def _cut_template_prompt(tokenizer: PreTrainedTokenizerBase, text: str, budget: int) -> list[int] | None:
+    """Template tokens around the prompt kept whole, the prompt's last tokens in between, within
+    ``budget`` tokens (BOS not counted); None when the template hides where the prompt goes or
+    leaves no room."""
+    _, wrapped = _split_bos(tokenizer, prompt_context(tokenizer, _SLOT))
+    if wrapped.count(_SLOT) != 1:
+        return None
+    head, tail = wrapped.split(_SLOT)
+    head_ids, tail_ids = _ids(tokenizer, head), _ids(tokenizer, tail)
+    room = budget - len(head_ids) - len(tail_ids)
+    if room <= 0:
+        return None
+    body = _ids(tokenizer, text)
+    return head_ids + body[len(body) - min(room, len(body)):] + tail_ids
 
 
 def encode_response(tokenizer: PreTrainedTokenizerBase, response: str) -> list[int]:
@@ -63,9 +103,11 @@ class Batch:
         return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids}
 
 
-def collate_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_len: int | None = None) -> Batch:
-    """Left-padded prompt batch with attention mask and position ids."""
-    ids, mask = left_pad([encode_prompt(tokenizer, p, max_len) for p in prompts], tokenizer.pad_token_id)
+def collate_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_len: int | None = None,
+                    shots: Sequence[tuple[str, str]] = ()) -> Batch:
+    """Left-padded prompt batch with attention mask and position ids (``shots``: few-shot
+    examples shown before every prompt, see ``encode_prompt``)."""
+    ids, mask = left_pad([encode_prompt(tokenizer, p, max_len, shots) for p in prompts], tokenizer.pad_token_id)
     return Batch(ids, mask, position_ids_from_mask(mask))
 
 
@@ -74,13 +116,18 @@ def encode_sft(
 ) -> tuple[list[int], list[int]]:
     """(input_ids, labels) of one demonstration: labels are −100 on prompt tokens, so the loss is
     on response tokens (EOS included). Over-long examples lose response tokens from the end first,
-    then prompt tokens from the start."""
+    then prompt tokens from the start (plain format: the first tokens, as it always did; chat
+    template: the prompt text's first tokens, the template's own tokens stay, see
+    ``encode_prompt``)."""
     p_ids = encode_prompt(tokenizer, prompt)
     r_ids = encode_response(tokenizer, response)
     if len(p_ids) + len(r_ids) > max_len:
         keep_p = min(len(p_ids), max(max_len // 2, max_len - len(r_ids)))
-        p_ids = p_ids[len(p_ids) - keep_p:]
-        r_ids = r_ids[: max_len - keep_p]
+        if has_chat_template(tokenizer):
+            p_ids = encode_prompt(tokenizer, prompt, keep_p)
+        else:
+            p_ids = p_ids[len(p_ids) - keep_p:]
+        r_ids = r_ids[: max_len - len(p_ids)]
     return p_ids + r_ids, [IGNORE_INDEX] * len(p_ids) + r_ids
 
 

@@ -93,10 +93,13 @@ def sample(
     max_prompt_len: int | None = None,
     show_progress: bool = False,
     desc: str = "sample",
+    shots: Sequence[tuple[str, str]] = (),
 ) -> list[Sample]:
     """Responses for ``prompts`` in order; same (model, prompts, seed, batch_size) -> same output.
 
-    ``show_progress`` shows a progress bar named ``desc``, counting prompts.
+    Each prompt is formatted by ``instructgpt.text.prompt_context`` (the model's chat template
+    when its tokenizer has one); ``shots`` are few-shot (prompt, response) examples shown before
+    every prompt. ``show_progress`` shows a progress bar named ``desc``, counting prompts.
     """
     was_training = model.training
     model.eval()
@@ -110,7 +113,7 @@ def sample(
     bar = progress(total=len(prompts), desc=desc, unit="prompt", disable=not show_progress)
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start: start + batch_size])
-        b = collate_prompts(tokenizer, chunk, max_prompt_len)
+        b = collate_prompts(tokenizer, chunk, max_prompt_len, shots)
         resp = generate_ids(model, b.input_ids.to(device), b.attention_mask.to(device), b.position_ids.to(device),
                             max_new_tokens, temperature, eos, pad, g)  # (B, T_r)
         for prompt, row in zip(chunk, resp.tolist()):

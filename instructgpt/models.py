@@ -124,33 +124,103 @@ def _check_model_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def check_model_path(path: str | os.PathLike, models_dir: str | os.PathLike, key: str) -> Path:
+    """``path`` (params key ``key``, e.g. ``base.model_path``) as a model directory inside
+    ``models_dir`` (params ``inputs.models``), or a ConfigError that says what to do.
+
+    The stages that read a team's model declare ``${inputs.models}`` as their DVC dependency, so
+    a model elsewhere would be read without being versioned: its changes would not re-run the
+    pipeline. The check is on the path as written (a symlink under models/ pointing at a big
+    disk is fine)."""
+    p, root = Path(path), Path(models_dir)
+    inside = Path(os.path.abspath(p)).is_relative_to(Path(os.path.abspath(root)))
+    if not inside:
+        raise ConfigError(
+            f"{key}={str(path)!r} lies outside inputs.models={str(root)!r}, which is what DVC tracks: "
+            f"put the model there (e.g. {root / p.name}) and set {key} to that path, or point "
+            f"inputs.models at the directory that holds the model")
+    if not (p.is_dir() and (p / "config.json").is_file()):
+        raise ConfigError(
+            f"{key}={str(path)!r} is not a Hugging Face model directory: expected a folder with "
+            "config.json, *.safetensors and the tokenizer files (save_pretrained writes them)")
+    return p
+
+
+def _ensure_pad_token(tok: PreTrainedTokenizerBase) -> None:
+    """Give ``tok`` a pad token distinct from EOS, in place (padding must never be mistaken for
+    the end of a response). Kept when it has one; else its UNK token when that is distinct from
+    EOS and BOS (no new embedding row: Llama-style tokenizers); else a new ``<|pad|>`` token
+    (the model's embeddings then grow by one row, ``_fit_embeddings``)."""
+    if tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id:
+        return
+    unk = tok.unk_token_id
+    if unk is not None and unk not in (tok.eos_token_id, tok.bos_token_id):
+        tok.pad_token = tok.unk_token
+    else:
+        tok.add_special_tokens({"pad_token": "<|pad|>"})
+
+
+def _fit_embeddings(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:
+    """Grow the embeddings to the tokenizer (a pad token was added) with a seeded init, so two
+    loads of one directory give the same weights; record the pad id in the config."""
+    if len(tok) > model.get_input_embeddings().weight.shape[0]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model.resize_token_embeddings(len(tok))
+    model.config.pad_token_id = tok.pad_token_id
+
+
 def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
-    """Tokenizer from a local directory, left padding, with a pad token distinct from EOS."""
+    """Tokenizer from a local directory: left padding, a pad token distinct from EOS (see
+    ``_ensure_pad_token``), its chat template if it has one (``instructgpt.text``)."""
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     tok.padding_side = "left"
+    _ensure_pad_token(tok)
     return tok
 
 
 def load_causal_lm(
     path: str | os.PathLike, dropout: float | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """(model, tokenizer) from a local directory: safetensors only, float32, no remote code.
+    """(model, tokenizer) from a local directory: safetensors only, float32, no remote code,
+    nothing downloaded.
 
-    A tokenizer without a pad token (or whose pad equals EOS) gets a new ``<|pad|>`` token and the
-    embeddings grow by one row: padding must never be confused with the end of a response.
+    A tokenizer without a pad token (or whose pad equals EOS) gets one (``load_tokenizer``);
+    when that is a new token the embeddings grow by one row.
     """
     p = _check_model_dir(path)
     tok = load_tokenizer(p)
     model = AutoModelForCausalLM.from_pretrained(
         str(p), local_files_only=True, trust_remote_code=False, use_safetensors=True, dtype=torch.float32
     )
-    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
-        tok.add_special_tokens({"pad_token": "<|pad|>"})
-        model.resize_token_embeddings(len(tok))
-        model.config.pad_token_id = tok.pad_token_id
+    if model.config.pad_token_id != tok.pad_token_id or len(tok) > model.get_input_embeddings().weight.shape[0]:
+        _fit_embeddings(model, tok)
     if dropout is not None:
         set_dropout(model, dropout)
     return model, tok
+
+
+def same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
+    """True when ``a`` and ``b`` turn any (prompt, response) into the same ids: same vocabulary,
+    special tokens, chat template and (fast tokenizers) the same normaliser, pre-tokeniser and
+    model. Then a reward model can read the policy's token ids directly (PPO)."""
+    if a is b:
+        return True
+    specials = ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id")
+    if any(getattr(a, k) != getattr(b, k) for k in specials):
+        return False
+    if (a.chat_template or None) != (b.chat_template or None) or a.get_vocab() != b.get_vocab():
+        return False
+    return _pipeline(a) == _pipeline(b)
+
+
+def _pipeline(tok: PreTrainedTokenizerBase) -> object:
+    """The fast tokenizer's serialised pipeline without its padding/truncation settings."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:
+        return type(tok).__name__
+    spec = json.loads(backend.to_str())
+    return {k: v for k, v in spec.items() if k not in ("padding", "truncation")}
 
 
 def _atomic_dir(path: str | os.PathLike):
@@ -222,7 +292,10 @@ class RewardModel(nn.Module):
     @classmethod
     def from_causal_lm(cls, path_or_model: str | os.PathLike | PreTrainedModel, seed: int = 0,
                        dropout: float | None = None) -> "RewardModel":
-        """Backbone of a causal-LM directory (or in-memory model, deep-copied) + a fresh head."""
+        """Backbone of a causal-LM directory (or in-memory model, deep-copied) + a fresh head.
+
+        From a directory the backbone fits ``load_tokenizer(path)`` (a pad token it had to add
+        gets its embedding row, as in ``load_causal_lm``)."""
         if isinstance(path_or_model, PreTrainedModel):
             import copy
             backbone = copy.deepcopy(path_or_model.base_model)
@@ -237,6 +310,9 @@ class RewardModel(nn.Module):
                 )
             finally:
                 hf_logging.set_verbosity(verbosity)
+            tok = load_tokenizer(p)  # a directory without a pad token: the same row load_causal_lm adds
+            if backbone.config.pad_token_id != tok.pad_token_id or len(tok) > backbone.get_input_embeddings().weight.shape[0]:
+                _fit_embeddings(backbone, tok)
         if dropout is not None:
             set_dropout(backbone, dropout)
         return cls(backbone, seed=seed)

@@ -19,7 +19,11 @@ class BaseConfig:
 
     model_path: str | None = None
     """A local Hugging Face causal-LM directory to use instead of training one (then no training
-    happens; the directory is copied to outputs/base/model). null: train on data/corpus.jsonl."""
+    happens; the directory is copied to outputs/base/model). It must lie inside ``inputs.models``
+    (what DVC tracks for this stage). Any ``AutoModelForCausalLM`` architecture, safetensors, no
+    remote code; a tokenizer without a pad token gets one; a chat template in its tokenizer
+    becomes the prompt format of every later stage (``instructgpt.text``). null: train on the
+    corpus (``inputs.corpus``)."""
     vocab_size: int = 2048
     """Size of the byte-level BPE vocabulary trained on the corpus."""
     max_documents: int | None = None

@@ -1,19 +1,63 @@
 """The one place that defines how a prompt becomes the model's context.
 
-Every stage (SFT, label, PPO, evaluation) must build the context through `format_prompt`, so
-that the model sees exactly the same bytes before its response everywhere. The response
-follows the returned string directly and ends with the tokenizer's EOS token.
+Every path (SFT and RM encoding in ``instructgpt.data``, sampling, PPO rollouts, the evaluation's
+few-shot prompts, the MLflow serving model) builds the context through ``prompt_context``, so
+that a model sees exactly the same text before its response everywhere. The response follows the
+returned string directly and ends with the tokenizer's EOS token.
+
+Two formats, chosen by the model's tokenizer:
+
+- **chat template** — the tokenizer has a ``chat_template`` (most instruction-tuned Hugging Face
+  models, and any team model that ships one): the context is
+  ``tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+  add_generation_prompt=True)``, i.e. the model owner's own format, generation prompt included.
+  Few-shot examples become earlier user/assistant turns.
+- **plain** — no template (the demo's tokenizer, base models): ``format_prompt(prompt)``, the
+  prompt and one newline; few-shot examples are ``format_prompt(p) + response + "\\n\\n"`` each.
+
+BOS is not added here: ``instructgpt.data`` prepends it unless the chat template already wrote
+it (``template_wrote_bos``), so a context never starts with two.
 """
 from __future__ import annotations
 
-__all__ = ["format_prompt"]
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["format_prompt", "has_chat_template", "prompt_context", "template_wrote_bos"]
 
 
 def format_prompt(text: str) -> str:
-    """Return the context the model sees before its response: the prompt and one newline.
+    """The plain format: the prompt and one newline (the context of a model without a template).
 
     Trailing whitespace is dropped so that prompts that differ only in trailing blanks give the
     same context; nothing else is added (no "Answer:" marker), because the world's prompts
     never carry a response format of their own and the corpus never shows this format.
     """
     return text.rstrip() + "\n"
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    """True when ``tokenizer`` carries a chat template (then prompts are formatted with it)."""
+    return bool(getattr(tokenizer, "chat_template", None)) if tokenizer is not None else False
+
+
+def prompt_context(tokenizer: Any, text: str, shots: Sequence[tuple[str, str]] = ()) -> str:
+    """The context the model sees before its response to ``text``.
+
+    ``tokenizer`` decides the format (module docstring): its chat template when it has one,
+    else the plain format (``tokenizer=None`` also means plain). ``shots`` are (prompt, response)
+    examples shown first, oldest first (the evaluation's few-shot baseline)."""
+    if not has_chat_template(tokenizer):
+        return "".join(format_prompt(p) + r + "\n\n" for p, r in shots) + format_prompt(text)
+    messages: list[dict[str, str]] = []
+    for p, r in shots:
+        messages += [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
+    messages.append({"role": "user", "content": text})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def template_wrote_bos(tokenizer: Any, context: str) -> bool:
+    """True when a chat-template context already starts with the tokenizer's BOS token (many
+    templates write ``{{ bos_token }}`` themselves): then no second BOS may be prepended."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return has_chat_template(tokenizer) and bool(bos) and context.startswith(bos)

@@ -18,6 +18,10 @@ def body(stage: Stage) -> None:
     from instructgpt.stages import BaseConfig
 
     cfg = stage.config(BaseConfig)
+    if cfg.model_path:
+        from instructgpt.models import check_model_path
+
+        check_model_path(cfg.model_path, inputs.raw("models"), "base.model_path")
     docs = inputs.corpus(cfg.max_documents)
     stage.gate(gate_tables(docs, cfg.model_path))
     out = stage.path("outputs/base/model")

@@ -61,7 +61,7 @@ def body(stage: Stage) -> None:
         test = test.sample(n=cfg.n_prompts, random_state=cfg.seed).sort_values("prompt_id")
     ids, texts = test["prompt_id"].astype(str).tolist(), test["text"].astype(str).tolist()
     demos = read_demonstrations(inputs.raw("demonstrations")).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
-    generated, responses = generate_all(cfg, texts, fewshot_prefix(demos))
+    generated, responses = generate_all(cfg, texts, fewshot_shots(demos))
     responses[REFERENCE] = [str(demos.get(pid, "")) for pid in ids]
     champion = champion_answers(cfg, texts) if stage.run is not None else None
 
@@ -195,33 +195,32 @@ def rejected_summary(counts: dict[str, float]) -> str:
     return f"{int(counts.get('judgements_rejected', 0))} imported judgement(s) rejected: {', '.join(parts)}." if parts else ""
 
 
-def fewshot_prefix(demos: pd.Series) -> str:
-    """N_SHOTS short (prompt, demonstration) pairs of SFT training prompts, in the model's format."""
-    from instructgpt.text import format_prompt
-
+def fewshot_shots(demos: pd.Series) -> list[tuple[str, str]]:
+    """N_SHOTS short (prompt, demonstration) pairs of SFT training prompts; the sampler shows them
+    before each prompt in the model's own format (``instructgpt.text.prompt_context``: earlier
+    turns of its chat template, or plain ``prompt\nresponse\n\n`` blocks)."""
     sft = inputs.prompts("sft", ("train",))
     sft = sft[sft["style"] == "plain"] if "style" in sft else sft
     pairs = [(t, str(demos[pid])) for pid, t in zip(sft["prompt_id"], sft["text"]) if pid in demos.index]
-    pairs = sorted(pairs, key=lambda pr: (len(pr[0]) + len(pr[1]), pr[0]))[:N_SHOTS]
-    return "".join(format_prompt(p) + r + "\n\n" for p, r in pairs)
+    return sorted(pairs, key=lambda pr: (len(pr[0]) + len(pr[1]), pr[0]))[:N_SHOTS]
 
 
-def generate_all(cfg, prompts: list[str], prefix: str):
+def generate_all(cfg, prompts: list[str], shots: list[tuple[str, str]]):
     """Every model answers every prompt with the same sampling settings and seed.
     Returns (samples of each model in MODELS, response texts of every model and of few-shot)."""
     from instructgpt.generation import sample
     from instructgpt.models import load_causal_lm
 
-    def run(name: str, path: str, contexts: list[str]):
+    def run(name: str, path: str, shots: list[tuple[str, str]] = ()):
         model, tokenizer = load_causal_lm(path)
-        return sample(model, tokenizer, contexts, max_new_tokens=cfg.max_new_tokens,
+        return sample(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                       temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed,
-                      show_progress=True, desc=f"evaluate: sample {name}")
+                      show_progress=True, desc=f"evaluate: sample {name}", shots=shots)
 
-    generated = {name: run(name, path, prompts) for name, path in MODELS.items()}
+    generated = {name: run(name, path) for name, path in MODELS.items()}
     responses = {name: [s.response for s in got] for name, got in generated.items()}
     # Few-shot: the answer ends where the next example would start.
-    fewshot = run(FEWSHOT, MODELS["base"], [prefix + p for p in prompts])
+    fewshot = run(FEWSHOT, MODELS["base"], shots)
     responses[FEWSHOT] = [s.response.split("\n")[0].strip() for s in fewshot]
     return generated, responses
 

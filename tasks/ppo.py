@@ -10,6 +10,11 @@ dataset (never trained on; its own seeded generator, so training is unchanged): 
 their KL from SFT and RM score go to `outputs/<variant>/monitor.jsonl` and the step's means to the
 curve (`ppo/monitor/*`). The stage reads no judge: the evaluate stage scores these samples with
 its monitoring judge and draws the reward over-optimisation curve.
+
+The value function starts from the RM (paper) when the RM tokenizes like the policy; an RM from
+another base with its own tokenizer (`rm.model_path`) scores each rollout's text in its own
+format and the value function then starts from the SFT policy with a fresh scalar head
+(`load_models`; metric `ppo.reward_retokenised` says which).
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from tasks import inputs
 from tasks.common import Stage, main, read_jsonl, write_jsonl
 from tasks.gates import Table
 from tasks.pii import pii_detector, pii_types
+
+SFT_MODEL = "outputs/sft/model"
+RM_MODEL = "outputs/rm/model"
 
 
 def make_body(variant: str):
@@ -105,21 +113,39 @@ class Monitor:
 def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Stage,
             monitor: Monitor) -> tuple[dict, list[dict]]:
     from instructgpt.generation import sample
-    from instructgpt.models import RewardModel, load_causal_lm, save_model
+    from instructgpt.models import save_model
     from instructgpt.train.ppo import train_ppo
 
-    policy, tokenizer = load_causal_lm("outputs/sft/model", dropout=0.0)
-    ref_policy, _ = load_causal_lm("outputs/sft/model", dropout=0.0)
-    value_model = RewardModel.from_pretrained("outputs/rm/model")  # value function initialised from the RM
-    reward_model = RewardModel.from_pretrained("outputs/rm/model")
+    policy, ref_policy, value_model, reward_model, tokenizer, reward_tokenizer = load_models(cfg.seed)
     metrics = train_ppo(policy, ref_policy, value_model, reward_model, tokenizer, prompts, ptx_texts, cfg,
-                        stage.log, sample_log=monitor.samples, monitor_prompts=monitor.texts)
+                        stage.log, sample_log=monitor.samples, monitor_prompts=monitor.texts,
+                        reward_tokenizer=reward_tokenizer)
     save_model(policy, tokenizer, out)
     stage.save_config(out)
     shown = sample(policy, tokenizer, prompts[:32], max_new_tokens=cfg.max_new_tokens,
                    temperature=cfg.temperature, batch_size=32, seed=cfg.seed)
     samples = [{"prompt": s.prompt, "response": s.response, "ended_with_eos": s.ended_with_eos} for s in shown]
     return metrics, samples
+
+
+def load_models(seed: int):
+    """(policy, π^SFT, value model, RM, policy tokenizer, RM tokenizer or None).
+
+    The RM's tokenizer is None when it tokenizes like the policy's (the RM trained from the SFT
+    model, or an ``rm.model_path`` of the same family): the value function then starts from the
+    RM (paper). An RM with its own tokenizer scores each rollout's text re-encoded in its format,
+    and the value function starts from the SFT policy's weights with a fresh scalar head (seeded
+    by ``ppo.seed``): a copy of the RM could not read the policy's tokens."""
+    from instructgpt.models import RewardModel, load_causal_lm, load_tokenizer, same_tokenizer
+
+    policy, tokenizer = load_causal_lm(SFT_MODEL, dropout=0.0)
+    ref_policy, _ = load_causal_lm(SFT_MODEL, dropout=0.0)
+    reward_model = RewardModel.from_pretrained(RM_MODEL)
+    reward_tokenizer = load_tokenizer(RM_MODEL)
+    if same_tokenizer(reward_tokenizer, tokenizer):
+        return policy, ref_policy, RewardModel.from_pretrained(RM_MODEL), reward_model, tokenizer, None
+    value_model = RewardModel.from_causal_lm(SFT_MODEL, seed=seed)
+    return policy, ref_policy, value_model, reward_model, tokenizer, reward_tokenizer
 
 
 def gate_tables(prompts: pd.DataFrame, monitored: pd.DataFrame, detector) -> list[Table]:

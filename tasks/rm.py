@@ -1,4 +1,5 @@
-"""Stage rm: reward model from the K-way rankings, initialised from the SFT model."""
+"""Stage rm: reward model from the K-way rankings, initialised from the SFT model (the paper) or
+from a team's own model (``rm.model_path``, inside ``inputs.models``; its own tokenizer)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ def body(stage: Stage) -> None:
     from instructgpt.train.reward import RewardConfig
 
     cfg = stage.config(RewardConfig)
+    if cfg.model_path:
+        from instructgpt.models import check_model_path
+
+        check_model_path(cfg.model_path, inputs.raw("models"), "rm.model_path")
     comps = inputs.read_jsonl(__import__("pathlib").Path(COMPARISONS))
     rows = comps.to_dict("records")
     label = stage.params.get("label") or {}
@@ -41,11 +46,14 @@ def body(stage: Stage) -> None:
 
 
 def run_rm(cfg, train, valid, demos, out, stage: Stage) -> dict:
-    from instructgpt.models import RewardModel, load_causal_lm
+    """Train from ``rm.model_path`` or the SFT model; the RM directory keeps the tokenizer it was
+    trained with (PPO and the scorers read text through it)."""
+    from instructgpt.models import RewardModel, load_tokenizer
     from instructgpt.train.reward import train_reward_model
 
-    _, tokenizer = load_causal_lm("outputs/sft/model")
-    rm = RewardModel.from_causal_lm("outputs/sft/model")
+    start = cfg.model_path or "outputs/sft/model"
+    tokenizer = load_tokenizer(start)
+    rm = RewardModel.from_causal_lm(start)
     metrics = train_reward_model(rm, tokenizer, train, valid, demos, cfg, stage.log)
     rm.save_pretrained(out)
     tokenizer.save_pretrained(out)

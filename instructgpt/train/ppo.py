@@ -1,7 +1,10 @@
 """Step 3: PPO / PPO-ptx against the reward model with a per-token KL penalty (paper section 3.5).
 
 Bandit episodes: a prompt, one sampled response, the RM score on its last real token, minus
-β·KL(π^RL ‖ π^SFT) per token. Value model initialised from the RM. PPO-ptx adds
+β·KL(π^RL ‖ π^SFT) per token. Value model initialised from the RM (paper) when the RM shares the
+policy's tokenizer; an RM from another base with another tokenizer (``rm.model_path``) scores the
+rollout's TEXT in its own format instead, and the value model then starts from the SFT policy's
+weights with a fresh scalar head (it must read the policy's tokens; see ``train_ppo``). PPO-ptx adds
 γ·(pretraining LM loss) to the SAME backward pass (one backward of ppo loss + ptx_coef·lm loss).
 Conventions from the paper's successors (lm-human-preferences, TRL), see docs/RECIPE.md:
 temperature-scaled logits for sampling AND log-probabilities, no top-k/top-p, responses end at
@@ -39,8 +42,9 @@ from instructgpt.losses import (
     ppo_policy_loss,
     ppo_value_loss,
 )
-from instructgpt.models import RewardModel, position_ids_from_mask, set_dropout
+from instructgpt.models import RewardModel, position_ids_from_mask, same_tokenizer, set_dropout
 from instructgpt.progress import progress
+from instructgpt.scoring import context_length, score_pairs
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from instructgpt.train.common import LogFn, check_finite, device_of, distributed, make_optimizer, no_log
 
@@ -193,11 +197,13 @@ def _nth(n: int, seed: int, g: int) -> int:
 @torch.no_grad()
 def monitor_samples(policy: PreTrainedModel, ref_policy: PreTrainedModel, reward_model: RewardModel,
                     tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], cfg: PPOConfig,
-                    step: int) -> list[dict[str, Any]]:
+                    step: int, reward_tokenizer: PreTrainedTokenizerBase | None = None,
+                    reward_max_len: int | None = None) -> list[dict[str, Any]]:
     """One response of the policy per monitor prompt, at the PPO temperature, with its KL from
     SFT (the training penalty's estimator, summed over the response) and its RM score (raw,
-    without the no-EOS penalty). The generator is seeded by (seed, step) alone: the training's
-    generators and the global RNG are left untouched, and a resumed run samples the same."""
+    without the no-EOS penalty; through ``reward_tokenizer`` as text when the RM has its own). The
+    generator is seeded by (seed, step) alone: the training's generators and the global RNG are
+    left untouched, and a resumed run samples the same."""
     device = device_of(policy)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 7_919 * step + 1)
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -219,9 +225,14 @@ def monitor_samples(policy: PreTrainedModel, ref_policy: PreTrainedModel, reward
                                                        cfg.temperature), response)
         kl = kl_k1(logprobs, ref_logprobs) if cfg.kl.estimator == "k1" else kl_k3(logprobs, ref_logprobs)
         kl = (kl * mask).sum(1)  # (B,)
-        rm = reward_model(input_ids, attention, position_ids)  # (B,)
+        texts = [tokenizer.decode(response[i][mask[i]], skip_special_tokens=True) for i in range(len(chunk))]
+        if reward_tokenizer is None:
+            rm = reward_model(input_ids, attention, position_ids)  # (B,)
+        else:
+            rm = score_pairs(reward_model, reward_tokenizer, list(zip(chunk, texts)),
+                             batch_size=cfg.mini_batch_size, max_len=reward_max_len)
         for i, prompt in enumerate(chunk):
-            out.append({"prompt": prompt, "response": tokenizer.decode(response[i][mask[i]], skip_special_tokens=True),
+            out.append({"prompt": prompt, "response": texts[i],
                         "kl": float(kl[i]), "rm_score": float(rm[i]), "ended_with_eos": bool(ended[i])})
     return out
 
@@ -238,6 +249,7 @@ def train_ppo(
     log: LogFn = no_log,
     sample_log: SampleLog | None = None,
     monitor_prompts: Sequence[str] = (),
+    reward_tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> dict[str, float]:
     """Optimise ``policy`` in place; ``ref_policy`` (π^SFT) defaults to a frozen copy of the policy
     and ``value_model`` to a copy of the reward model. Returns the last step's metrics.
@@ -245,9 +257,19 @@ def train_ppo(
     Every ``cfg.sample_every`` steps (and at the last) the policy answers ``monitor_prompts``
     (held-out prompts, never trained on) and ``sample_log(samples, step)`` receives them
     (``monitor_samples``); the monitor draws from its own seeded generator, so training is the
-    same with or without it."""
+    same with or without it.
+
+    ``reward_tokenizer`` is the RM's own tokenizer. None, or one that tokenizes like the policy's
+    (``same_tokenizer``): the RM reads the rollout's token ids directly (the paper's setting).
+    Otherwise each rollout's response is decoded (up to its first EOS, special tokens dropped)
+    and (prompt, response) is scored as text with the RM's tokenizer and prompt format
+    (``instructgpt.scoring.score_pairs``, the same encoding the RM was trained on); a missing
+    ``value_model`` then starts from the policy's weights with a fresh scalar head, because a
+    copy of the RM could not read the policy's tokens."""
     if not prompts:
         raise ValueError("train_ppo: no prompts")
+    if reward_tokenizer is not None and same_tokenizer(reward_tokenizer, tokenizer):
+        reward_tokenizer = None  # same ids: no re-encoding (bit-identical to the paper's path)
     device = device_of(policy)
     # Data parallel under torchrun: every rank runs the SAME rollout (same generator, same
     # weights: the single-process batch, no gather needed) and takes its shard of each
@@ -259,7 +281,10 @@ def train_ppo(
     if not ctx.is_main:
         log, sample_log = no_log, None
     ref_policy = ref_policy if ref_policy is not None else copy.deepcopy(policy)
-    value_model = value_model if value_model is not None else copy.deepcopy(reward_model)
+    if value_model is None:
+        value_model = (copy.deepcopy(reward_model) if reward_tokenizer is None
+                       else RewardModel.from_causal_lm(policy, seed=cfg.seed).to(device))
+    reward_max_len = context_length(reward_model) if reward_tokenizer is not None else None
     for m in (policy, ref_policy, value_model, reward_model):
         set_dropout(m, 0.0)  # dropout off everywhere during RL: logprobs must be deterministic
         m.eval()
@@ -320,8 +345,14 @@ def train_ppo(
             # the value of the state before response token t sits where token t is predicted
             values = value_model.per_token(b_input_ids, b_attention_mask, b_position_ids)  # (B, T_q + T_r)
             values = values[:, query_len - 1: -1]  # (B, T_r)
-            # 3. scores: RM at the last real token; fixed penalty without EOS
-            rm_scores = reward_model(b_input_ids, b_attention_mask, b_position_ids)  # (B,)
+            # 3. scores: RM at the last real token (the rollout's ids, or its text re-encoded for an RM
+            # with its own tokenizer); fixed penalty without EOS
+            texts = [tokenizer.decode(r[m], skip_special_tokens=True) for r, m in zip(response, mask)]
+            if reward_tokenizer is None:
+                rm_scores = reward_model(b_input_ids, b_attention_mask, b_position_ids)  # (B,)
+            else:
+                rm_scores = score_pairs(reward_model, reward_tokenizer, list(zip(b_prompts, texts)),
+                                        batch_size=cfg.batch_size, max_len=reward_max_len).to(device)  # (B,)
             scores = rm_scores
             if cfg.no_eos_penalty is not None:
                 scores = torch.where(ended, rm_scores, torch.full_like(rm_scores, cfg.no_eos_penalty))
@@ -414,7 +445,8 @@ def train_ppo(
         log(metrics, step)
         if (sample_log is not None and monitor_prompts and cfg.sample_every
                 and (step % cfg.sample_every == 0 or step == cfg.steps)):
-            sample_log(monitor_samples(policy, ref_policy, reward_model, tokenizer, monitor_prompts, cfg, step), step)
+            sample_log(monitor_samples(policy, ref_policy, reward_model, tokenizer, monitor_prompts, cfg, step,
+                                       reward_tokenizer, reward_max_len), step)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
             save_checkpoint(cfg.checkpoint_dir, {"policy": policy, "value": value_model}, {
                 "optimizer": optimizer.state_dict(), "kl_ctl": kl_ctl.state_dict(), "gen": gen.get_state(),
@@ -424,5 +456,6 @@ def train_ppo(
     if ema is not None:
         policy.load_state_dict(ema)
     metrics["ppo/steps"] = float(step)
+    metrics["ppo/reward_retokenised"] = float(reward_tokenizer is not None)
     metrics["ppo/objective/kl_coef_final"] = kl_ctl.value
     return metrics

@@ -22,6 +22,7 @@ from instructgpt.data import collate_pairs, epoch_permutation
 from instructgpt.losses import ranking_loss
 from instructgpt.models import RewardModel, set_dropout
 from instructgpt.progress import progress
+from instructgpt.scoring import score_pairs  # noqa: F401  (re-exported: scoring strings lives there)
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from instructgpt.train.common import (
     LogFn,
@@ -46,6 +47,13 @@ class Comparison(NamedTuple):
 class RewardConfig:
     """Reward-model training on K-way comparisons."""
 
+    model_path: str | None = None
+    """Where the RM starts: null = the SFT model (the paper: same family as the policy), or a
+    local Hugging Face causal-LM directory inside ``inputs.models`` (its backbone gets the scalar
+    head). That model may have another tokenizer and chat template than the policy: the RM then
+    reads text in its own format everywhere (training, ``instructgpt.scoring``), and PPO
+    re-encodes each rollout for it and starts the value function from the SFT policy instead of
+    the RM (``instructgpt.train.ppo.train_ppo``)."""
     epochs: int = 1
     """Passes over the comparisons (paper: one; the RM overfits after that)."""
     lr: float = 1e-4
@@ -124,21 +132,6 @@ def kway_forward(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, comparison
     rewards = torch.zeros(mask.shape, dtype=flat.dtype, device=device)  # (B, K_max)
     rewards = rewards.index_put((owner[:, 0].to(device), owner[:, 1].to(device)), flat)  # (B, K_max)
     return ranking_loss(rewards, mask.to(device), ranking.to(device))
-
-
-@torch.no_grad()
-def score_pairs(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]],
-                batch_size: int = 16, max_len: int = 256) -> torch.Tensor:
-    """r_θ(x, y) (bias included) for (prompt_text, response) pairs. (N,)"""
-    was_training = rm.training
-    rm.eval()
-    device = device_of(rm)
-    out = []
-    for start in range(0, len(pairs), batch_size):
-        b = collate_pairs(tokenizer, pairs[start: start + batch_size], max_len)
-        out.append(rm(**{k: v.to(device) for k, v in b.model_inputs().items()}).float().cpu())
-    rm.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
 
 
 @torch.no_grad()

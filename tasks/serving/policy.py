@@ -1,7 +1,8 @@
 """The policy as an MLflow model from code: prompts in, sampled responses out (see __init__.py).
 
 Responses are sampled by the library's ``sample``, so a registered policy formats prompts
-(``instructgpt.text.format_prompt``) and samples exactly as the pipeline's evaluation does.
+(``instructgpt.text.prompt_context``: the model's chat template when its tokenizer has one, else
+the plain format) and samples exactly as the pipeline's evaluation does.
 """
 
 from __future__ import annotations

@@ -19,14 +19,14 @@ def test_base_stage_uses_own_model_without_training(tmp_path_factory):
     from instructgpt.tokenizer import train_tokenizer
 
     ws = make_workspace(tmp_path_factory.mktemp("own"))
-    own = ws.parent / "my-llama"
+    own = ws / "models" / "my-llama"  # inside inputs.models, which DVC tracks
     texts = [json.loads(line)["text"] for line in (ws / "data/corpus.jsonl").read_text().splitlines()[:300]]
     tok = train_tokenizer(texts, 400)
     model = build_causal_lm(ModelConfig(arch="llama", n_layer=1, n_embd=32, n_head=2), tok, seed=0)
     save_model(model, tok, own)
     y = YAML()
     params = y.load((ws / "params.yaml").read_text())
-    params["base"]["model_path"] = str(own)
+    params["base"]["model_path"] = "models/my-llama"
     with open(ws / "params.yaml", "w") as f:
         y.dump(params, f)
     proc = run(ws, "python", "-m", "tasks.base", check=False)
