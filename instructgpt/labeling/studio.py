@@ -42,6 +42,7 @@ RANKING_CONFIG = f"""<View>
   <View style="padding: 0.5em 1em; background: var(--color-neutral-background); border-radius: 4px; white-space: pre-wrap;">
     <Text name="prompt" value="$prompt"/>
   </View>
+  <Style>.htx-ranker-item p:last-child {{ display: none; }}</Style>
   <List name="{RESPONSES_LIST}" value="$items" title="Responses (best first)"/>
   <Ranker name="{RANKER}" toName="{RESPONSES_LIST}"/>
 </View>"""
