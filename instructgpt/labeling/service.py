@@ -109,7 +109,7 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 
 
 
 def main() -> int:
-    """Install if needed and run Label Studio in the foreground (Ctrl-C stops it)."""
+    """Install if needed, then become Label Studio in the foreground (Ctrl-C stops it)."""
     port = int(os.environ.get("LABEL_STUDIO_PORT") or DEFAULT_PORT)
     username = os.environ.get("LABEL_STUDIO_USERNAME") or DEFAULT_USERNAME
     password = os.environ.get("LABEL_STUDIO_PASSWORD") or DEFAULT_PASSWORD
@@ -131,10 +131,7 @@ def main() -> int:
                   make labels-pull   (answers into labels/rankings/ and labels/judgements/)
   labelers      : Organization > Add people (invite link), or as the admin, via the API""", flush=True)
     cmd = server_command(exe, port, username, password, api_key)
-    try:
-        return subprocess.call(cmd, env=server_env(HOME / "data", port))
-    except KeyboardInterrupt:
-        return 0
+    os.execve(cmd[0], cmd, server_env(HOME / "data", port))  # the server takes this process: signals reach it
 
 
 if __name__ == "__main__":
