@@ -20,8 +20,16 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export GX_ANALYTICS_ENABLED := false
+# Label Studio (make labelstudio): a local service in its own venv .labelstudio/venv, on 127.0.0.1 only.
+# Set your own user, password and token before its first start (kept in .labelstudio/data).
+LABEL_STUDIO_PORT ?= 8080
+LABEL_STUDIO_USERNAME ?= admin@example.com
+LABEL_STUDIO_PASSWORD ?= instructgpt
+LABEL_STUDIO_API_KEY ?= instructgpt-local-token
+LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
+export LABEL_STUDIO_PORT LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_API_KEY LABEL_STUDIO_URL
 
-.PHONY: run test ui data venv deploy worker bench world clean help
+.PHONY: run test ui data venv deploy worker bench world clean help labelstudio labels-push labels-pull
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
@@ -31,6 +39,9 @@ help:
 	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start')"
 	@echo "make worker  - start a worker on the local process pool"
 	@echo "make bench   - the benchmarks under bench/"
+	@echo "make labelstudio - Label Studio on http://127.0.0.1:8080 (own venv .labelstudio/venv) for human labelers"
+	@echo "make labels-push - tasks waiting in labels/outbox/ into Label Studio projects"
+	@echo "make labels-pull - Label Studio's answers into labels/rankings/ and labels/judgements/"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,6 +83,16 @@ worker: venv
 
 bench: venv
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+# Human labelers: Label Studio 1.23.2 in .labelstudio/venv (created on first use, never the project's venv).
+labelstudio: venv
+	LABEL_STUDIO_PYTHON=$(PYTHON) $(PY) -m instructgpt.labeling.service
+
+labels-push: venv
+	$(PY) -m instructgpt.labeling push
+
+labels-pull: venv
+	$(PY) -m instructgpt.labeling pull
 
 # Regenerate the demo world into data/ and version it (maintainers only: changes data.dvc).
 world: venv

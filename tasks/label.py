@@ -1,129 +1,80 @@
-"""Stage label: K distinct SFT samples per RM prompt, ranked by (simulated or human) labelers."""
+"""Stage label: K distinct SFT samples per RM prompt, ranked by the labelers ``label.labelers``
+selects (simulated or human; the library is `instructgpt.labeling`).
+
+Human labelers: the open ranking tasks go to ``labels/outbox/rank_tasks.jsonl``; while any is open
+and ``label.wait`` is true the stage stops with exit code 5 (awaiting labels).
+"""
 
 from __future__ import annotations
 
-from itertools import combinations
+from collections import Counter
+from pathlib import Path
 
 import great_expectations.expectations as gxe
-import numpy as np
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import Stage, main, write_jsonl
+from tasks.common import AwaitingLabels, Stage, main, write_jsonl
 from tasks.gates import Table
 from tasks.rankings import ranking_tables
 
-OVERSAMPLE = 2  # draw 2K candidates and keep the first K distinct ones (paper: K distinct outputs)
+SFT_MODEL = "outputs/sft/model"
+OUTBOX = Path("labels/outbox")
+RANK_TASKS = OUTBOX / "rank_tasks.jsonl"
+RANK_REJECTED = OUTBOX / "rank_rejected.jsonl"  # what people sent that cannot be used, while waiting
 
 
 def body(stage: Stage) -> None:
+    from instructgpt.labeling.run import label
+    from instructgpt.labeling.validation import PromptIndex
     from instructgpt.stages import LabelConfig
 
     cfg = stage.config(LabelConfig)
     prompts = inputs.prompts("rm", ("train", "valid"))
     stage.gate(input_tables(prompts))
-    if cfg.rankings:
-        rows = imported_rankings(cfg.rankings, prompts)
-        agreement = {}
-    else:
-        rows, agreement = simulated_rankings(cfg, prompts)
+    index = PromptIndex.from_frames(inputs.prompts(), inputs.read_jsonl(inputs.QUARANTINE))
+    result = label(cfg, prompts, index, inputs.raw("rankings"), SFT_MODEL)
+    if cfg.labelers == "human":
+        hand_over(stage, cfg, result)
+    rows = result.comparisons
     stage.gate(ranking_tables(rows, cfg.k_min, cfg.k_max), part="outputs")
     write_jsonl(stage.path("outputs/label/comparisons.jsonl"), rows)
-    ks = [len(r["responses"]) for r in rows]
-    stage.metrics.update(
-        {
-            "comparisons": len(rows),
-            "pairs": int(sum(k * (k - 1) // 2 for k in ks)),
-            "mean_k": float(np.mean(ks)) if ks else 0.0,
-            "prompts_in": len(prompts),
-            **agreement,
-        }
-    )
+    write_jsonl(stage.path("outputs/label/rejected.jsonl"), result.rejected)
+    stage.metrics.update(result.metrics)
+    if result.rejected:
+        print(f"[label] {len(result.rejected)} ranking(s) rejected ({summary(result.rejected)}): "
+              f"outputs/label/rejected.jsonl")
     if stage.run is not None:
         import mlflow
 
         mlflow.log_table(pd.DataFrame(rows[:30]), "label/sample_rankings.json")
+        if result.rejected:
+            mlflow.log_table(pd.DataFrame(result.rejected[:200]), "label/rejected.json")
 
 
-def simulated_rankings(cfg, prompts: pd.DataFrame) -> tuple[list[dict], dict[str, float]]:
-    """Sample K distinct responses per prompt from the SFT model; training labelers rank them.
+def hand_over(stage: Stage, cfg, result) -> None:
+    """Export the open ranking tasks; stop while people have not answered them (``label.wait``)."""
+    from instructgpt.labeling.formats import write_jsonl as write_tasks
 
-    On the validation split a second training labeler and a held-out labeler rank the same
-    responses too: their pairwise agreement with the first ranking is the ceiling a reward
-    model can reach (paper: 72.6 ± 1.5 %).
-    """
-    from instructgpt.generation import sample
-    from instructgpt.models import load_causal_lm
-    from instructgpt.progress import progress
-    from instructgpt.world import load_world
-
-    if cfg.max_prompts is not None and len(prompts) > cfg.max_prompts:
-        prompts = prompts.sample(n=cfg.max_prompts, random_state=cfg.seed).sort_values("prompt_id")
-    rng = np.random.default_rng(cfg.seed)
-    ks = rng.integers(cfg.k_min, cfg.k_max + 1, size=len(prompts))
-    model, tokenizer = load_causal_lm("outputs/sft/model")
-    texts = prompts["text"].astype(str).tolist()
-    flat = [t for t, k in zip(texts, ks) for _ in range(OVERSAMPLE * int(k))]
-    samples = sample(model, tokenizer, flat, max_new_tokens=cfg.max_new_tokens,
-                     temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed,
-                     show_progress=True, desc="label: sample")
-    world = load_world(inputs.raw("rankings"))
-    train_pool, heldout_pool = world.training_labelers(), world.heldout_labelers()
-    rows, agree_train, agree_heldout, dropped = [], [], [], 0
-    pos = 0
-    ranked = progress(zip(prompts.itertuples(index=False), ks), total=len(prompts), desc="label: rank",
-                      unit="prompt")
-    for i, (row, k) in enumerate(ranked):
-        candidates = [s.response for s in samples[pos : pos + OVERSAMPLE * int(k)]]
-        pos += OVERSAMPLE * int(k)
-        responses = list(dict.fromkeys(candidates))[: int(k)]
-        if len(responses) < cfg.k_min:
-            dropped += 1
-            continue
-        ranking = train_pool.rank(row.prompt_id, row.text, responses, seed=cfg.seed + i)
-        rows.append(
-            {
-                "prompt_id": row.prompt_id,
-                "user_id": row.user_id,
-                "split": row.split,
-                "prompt": row.text,
-                "responses": responses,
-                "ranking": list(ranking.order),
-                "labeler_id": ranking.labeler_id,
-            }
-        )
-        if row.split == "valid":
-            other = train_pool.rank(row.prompt_id, row.text, responses, seed=cfg.seed + i + 10**6)
-            held = heldout_pool.rank(row.prompt_id, row.text, responses, seed=cfg.seed + i)
-            agree_train.append(pairwise_agreement(ranking.order, other.order))
-            agree_heldout.append(pairwise_agreement(ranking.order, held.order))
-    metrics = {"dropped_too_few_distinct": dropped}
-    if agree_train:
-        metrics["agreement/train_vs_train"] = float(np.mean(agree_train))
-        metrics["agreement/heldout_vs_train"] = float(np.mean(agree_heldout))
-    return rows, metrics
+    write_tasks(RANK_TASKS, result.tasks)
+    pending, answered = len(result.tasks), result.collection.answered
+    if pending and cfg.wait:
+        write_tasks(RANK_REJECTED, result.rejected)
+        rejected = (f" {len(result.rejected)} answer(s) were rejected ({summary(result.rejected)}; "
+                    f"each with its file, line and reason in {RANK_REJECTED})." if result.rejected else "")
+        raise AwaitingLabels(
+            "label", "ranking", RANK_TASKS, pending, answered, inputs.raw("rankings"),
+            how=f"Or set label.wait: false to train on the {len(result.comparisons)} usable ranking(s) "
+                f"there are.{rejected}")
+    if pending:
+        print(f"[label] {pending} ranking task(s) still open in {RANK_TASKS} (label.wait is false): "
+              f"training on the {len(result.comparisons)} usable ranking(s) there are")
+    RANK_REJECTED.unlink(missing_ok=True)
+    (OUTBOX / "label.waiting.json").unlink(missing_ok=True)  # no longer waiting
 
 
-def imported_rankings(path: str, prompts: pd.DataFrame) -> list[dict]:
-    """Human rankings (rankings.jsonl) for the RM prompts that ingestion kept."""
-    human = inputs.read_jsonl(__import__("pathlib").Path(path))
-    merged = human.merge(prompts[["prompt_id", "user_id", "split", "text"]], on="prompt_id", how="inner")
-    return [
-        {
-            "prompt_id": r.prompt_id, "user_id": r.user_id, "split": r.split, "prompt": r.text,
-            "responses": list(r.responses), "ranking": [int(x) for x in r.ranking], "labeler_id": r.labeler_id,
-        }
-        for r in merged.itertuples(index=False)
-    ]
-
-
-def pairwise_agreement(a: list[int], b: list[int]) -> float:
-    """Share of the C(K,2) pairs that two best-first rankings order the same way."""
-    pos_a = {x: i for i, x in enumerate(a)}
-    pos_b = {x: i for i, x in enumerate(b)}
-    pairs = list(combinations(range(len(a)), 2))
-    same = sum((pos_a[x] < pos_a[y]) == (pos_b[x] < pos_b[y]) for x, y in pairs)
-    return same / len(pairs)
+def summary(rejected: list[dict]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in Counter(r["reason"] for r in rejected).most_common())
 
 
 def input_tables(prompts: pd.DataFrame) -> list[Table]:

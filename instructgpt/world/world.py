@@ -1,7 +1,7 @@
 """The world as the rest of the project sees it: gold judgements, labeler pools, candidates.
 
 `load_world(data_dir)` reads `data_dir/world/` (written by `generate`). It is the only reader
-of those gold files; the pipeline reaches labelers through `instructgpt.labelers.Labelers`.
+of those gold files; the pipeline reaches labelers through `instructgpt.labeling.protocol.Labelers`.
 """
 from __future__ import annotations
 

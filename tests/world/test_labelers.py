@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from instructgpt.labelers import HumanRankings, Labelers, RankingNotFound, write_rankings
+from instructgpt.labeling import HumanRankings, Labelers, RankingNotFound, write_rankings
 
 
 def _agreement(world, a, b, n_prompts: int = 300) -> float:

@@ -1,0 +1,87 @@
+"""The label step: candidate sets from the SFT model, ranked by the labelers params select.
+
+`label` is what the ``label`` stage calls (tasks/label.py only reads params, gates and writes):
+
+1. at most ``label.max_prompts`` RM prompts (train and valid splits), K in [k_min, k_max];
+2. K distinct SFT samples per prompt (`instructgpt.labeling.sampling`);
+3. ``label.labelers`` ranks them: ``simulated`` (`instructgpt.labeling.simulated`) or
+   ``human`` (`instructgpt.labeling.human`: imported rankings, tasks for what is missing);
+4. the usable rankings become the comparisons the reward model trains on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from instructgpt.config import ConfigError
+from instructgpt.labeling.protocol import Collection, RankingLabelers
+from instructgpt.labeling.sampling import Sampler, candidate_sets, select_prompts, sft_sampler
+from instructgpt.labeling.validation import PromptIndex
+
+
+@dataclass
+class LabelResult:
+    """Comparisons for the reward model, and everything to report about how they were collected."""
+
+    comparisons: list[dict[str, Any]]
+    """prompt_id, user_id, split, prompt, responses, ranking, labeler_id (outputs/label/comparisons.jsonl)."""
+    collection: Collection
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        return self.collection.tasks
+
+    @property
+    def rejected(self) -> list[dict[str, Any]]:
+        return self.collection.rejected
+
+
+def make_labelers(cfg: Any, rankings: str | Path, index: PromptIndex) -> RankingLabelers:
+    """The `RankingLabelers` ``label.labelers`` names (``simulated`` or ``human``)."""
+    if cfg.labelers == "simulated":
+        from instructgpt.labeling.simulated import SimulatedLabelers
+
+        return SimulatedLabelers(rankings, cfg.seed)
+    if cfg.labelers == "human":
+        from instructgpt.labeling.human import HumanLabelers
+
+        return HumanLabelers(rankings, index, cfg.k_min, cfg.k_max)
+    raise ConfigError(f"label.labelers={cfg.labelers!r}: choose 'simulated' or 'human'")
+
+
+def label(cfg: Any, rm_prompts: pd.DataFrame, index: PromptIndex, rankings: str | Path,
+          sft_model: str | Path = "outputs/sft/model", sampler: Sampler | None = None) -> LabelResult:
+    """Rank K distinct SFT samples of the RM prompts with the configured labelers (``cfg``: a
+    `instructgpt.stages.LabelConfig`). ``sampler`` replaces the SFT model (tests)."""
+    labelers = make_labelers(cfg, rankings, index)  # a wrong inputs.rankings fails before sampling
+    selected = select_prompts(rm_prompts, cfg.max_prompts, cfg.seed)
+    sampler = sampler or sft_sampler(str(sft_model), cfg.max_new_tokens, cfg.temperature, cfg.batch_size, cfg.seed)
+    sets, dropped = candidate_sets(selected, cfg.k_min, cfg.k_max, cfg.seed, sampler, cfg.overlap)
+    collection = labelers.collect(sets)
+    rows = [comparison_row(r, index) for r in collection.rankings]
+    ks = [len(r["responses"]) for r in rows]
+    metrics: dict[str, float] = {
+        "comparisons": len(rows),
+        "pairs": int(sum(k * (k - 1) // 2 for k in ks)),
+        "mean_k": float(np.mean(ks)) if ks else 0.0,
+        "prompts_in": len(rm_prompts),
+        "dropped_too_few_distinct": dropped,
+        "overlap_sets": sum(1 for s in sets if s.overlap),
+        "rejected/total": 0,
+        **collection.metrics,
+    }
+    return LabelResult(rows, collection, metrics)
+
+
+def comparison_row(ranking: dict[str, Any], index: PromptIndex) -> dict[str, Any]:
+    """A ranking as a comparisons.jsonl row, with the prompt's user, split and text from the log."""
+    kept = index.kept[ranking["prompt_id"]]
+    return {"prompt_id": ranking["prompt_id"], "user_id": kept["user_id"], "split": kept["split"],
+            "prompt": kept["text"], "responses": list(ranking["responses"]),
+            "ranking": [int(i) for i in ranking["ranking"]], "labeler_id": ranking["labeler_id"]}

@@ -1,0 +1,78 @@
+"""The candidate sets labelers rank: K distinct SFT samples per RM prompt (paper section 3.5).
+
+Simulated and human labelers rank the same sets: for a given SFT model, params and prompt set,
+a prompt's K responses (and so its task id) are the same whichever labelers answer. The sampler
+draws 2K responses per prompt in one seeded pass over all prompts (the outputs depend on the
+batch composition, so the whole selection is always sampled) and keeps the first K distinct.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from instructgpt.labeling.formats import task_id
+from instructgpt.labeling.protocol import CandidateSet
+
+OVERSAMPLE = 2  # draw 2K candidates and keep the first K distinct ones (paper: K distinct outputs)
+
+
+def select_prompts(prompts: pd.DataFrame, max_prompts: int | None, seed: int) -> pd.DataFrame:
+    """At most ``max_prompts`` RM prompts, a seeded sample in prompt-id order (all when fewer)."""
+    if max_prompts is not None and len(prompts) > max_prompts:
+        prompts = prompts.sample(n=max_prompts, random_state=seed).sort_values("prompt_id")
+    return prompts
+
+
+def in_overlap(prompt_id: str, share: float, seed: int) -> bool:
+    """Whether a prompt is in the overlap share (ranked by two labelers): a stable hash of its id,
+    so adding prompts never moves another prompt in or out."""
+    if share <= 0:
+        return False
+    h = hashlib.blake2b(f"overlap:{seed}:{prompt_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64 < share
+
+
+Sampler = Callable[[list[str]], list[str]]
+"""Prompt texts in, one response per text out (in order)."""
+
+
+def candidate_sets(prompts: pd.DataFrame, k_min: int, k_max: int, seed: int, sampler: Sampler,
+                   overlap: float = 0.0) -> tuple[list[CandidateSet], int]:
+    """(candidate sets, prompts dropped because fewer than ``k_min`` distinct responses came out).
+
+    K is drawn uniformly in [k_min, k_max] per prompt (seeded); ``sampler`` answers 2K copies of
+    each prompt in one call."""
+    rng = np.random.default_rng(seed)
+    ks = rng.integers(k_min, k_max + 1, size=len(prompts))
+    texts = prompts["text"].astype(str).tolist()
+    flat = [t for t, k in zip(texts, ks) for _ in range(OVERSAMPLE * int(k))]
+    responses_flat = sampler(flat) if flat else []
+    sets, dropped, pos = [], 0, 0
+    for i, (pid, text, k) in enumerate(zip(prompts["prompt_id"].astype(str), texts, ks)):
+        candidates = responses_flat[pos: pos + OVERSAMPLE * int(k)]
+        pos += OVERSAMPLE * int(k)
+        responses = list(dict.fromkeys(candidates))[: int(k)]
+        if len(responses) < k_min:
+            dropped += 1
+            continue
+        sets.append(CandidateSet(pid, text, responses, task_id(pid, responses), in_overlap(pid, overlap, seed), i))
+    return sets, dropped
+
+
+def sft_sampler(model_dir: str, max_new_tokens: int, temperature: float, batch_size: int, seed: int) -> Sampler:
+    """A sampler answering with the SFT model in ``model_dir`` (loaded on first use)."""
+
+    def answer(texts: list[str]) -> list[str]:
+        from instructgpt.generation import sample
+        from instructgpt.models import load_causal_lm
+
+        model, tokenizer = load_causal_lm(model_dir)
+        samples = sample(model, tokenizer, texts, max_new_tokens=max_new_tokens, temperature=temperature,
+                         batch_size=batch_size, seed=seed, show_progress=True, desc="label: sample")
+        return [s.response for s in samples]
+
+    return answer

@@ -1,0 +1,190 @@
+"""The two RankingLabelers behind label.labelers: simulated (unchanged) and human (tasks, answers)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from instructgpt.config import ConfigError
+from instructgpt.labeling.agreement import pairwise_agreement
+from instructgpt.labeling.formats import task_id
+from instructgpt.labeling.run import label
+from instructgpt.labeling.validation import PromptIndex
+from instructgpt.stages import LabelConfig
+from tests.labeling.conftest import best_first, kept_prompts, sampler, write_jsonl
+
+
+def rm_prompts(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[(frame["dataset"] == "rm") & frame["split"].isin(["train", "valid"])].reset_index(drop=True)
+
+
+# -- simulated --------------------------------------------------------------------------------
+def world_prompts(tiny_dir, world, n=30) -> pd.DataFrame:
+    """The first ``n`` well-formed prompts of the world's raw log (it has malformed lines on purpose)."""
+    known, rows = set(world.prompt_ids()), []
+    for line in (tiny_dir / "prompts.jsonl").read_bytes().splitlines()[:400]:
+        try:
+            r = json.loads(line.decode("utf-8"))
+        except ValueError:
+            continue
+        if isinstance(r, dict) and r.get("prompt_id") in known and isinstance(r.get("text"), str) and r["text"]:
+            rows.append(r)
+    rows = list({r["prompt_id"]: r for r in rows}.values())[:n]
+    return pd.DataFrame([{**r, "dataset": "rm", "split": "valid" if i % 5 == 4 else "train"}
+                         for i, r in enumerate(rows)])
+
+
+def echo_sampler(texts):
+    """Copy j of a prompt answers j, j mod 3 or always the same: some sets come out with fewer than
+    K distinct responses, some with fewer than k_min (dropped)."""
+    out, run, prev = [], 0, None
+    for t in texts:
+        run = run + 1 if t == prev else 0
+        prev = t
+        out.append(f"{t[:12]} {[0, run % 3, run, run][len(t) % 4]}")
+    return out
+
+
+def old_simulated_rankings(cfg, prompts, world):
+    """The label stage's algorithm before instructgpt.labeling (tasks/label.py at c69b1a5), as reference."""
+    if cfg.max_prompts is not None and len(prompts) > cfg.max_prompts:
+        prompts = prompts.sample(n=cfg.max_prompts, random_state=cfg.seed).sort_values("prompt_id")
+    rng = np.random.default_rng(cfg.seed)
+    ks = rng.integers(cfg.k_min, cfg.k_max + 1, size=len(prompts))
+    texts = prompts["text"].astype(str).tolist()
+    flat = [t for t, k in zip(texts, ks) for _ in range(2 * int(k))]
+    samples = echo_sampler(flat)
+    pool = world.training_labelers()
+    rows, pos, dropped = [], 0, 0
+    for i, (row, k) in enumerate(zip(prompts.itertuples(index=False), ks)):
+        candidates = samples[pos: pos + 2 * int(k)]
+        pos += 2 * int(k)
+        responses = list(dict.fromkeys(candidates))[: int(k)]
+        if len(responses) < cfg.k_min:
+            dropped += 1
+            continue
+        ranking = pool.rank(row.prompt_id, row.text, responses, seed=cfg.seed + i)
+        rows.append({"prompt_id": row.prompt_id, "user_id": row.user_id, "split": row.split, "prompt": row.text,
+                     "responses": responses, "ranking": list(ranking.order), "labeler_id": ranking.labeler_id})
+    return rows, dropped
+
+
+@pytest.mark.parametrize("max_prompts", [None, 12])
+def test_simulated_labelers_rank_exactly_as_before(tiny_dir, tiny_world, max_prompts):
+    prompts = world_prompts(tiny_dir, tiny_world)
+    index = PromptIndex.from_frames(prompts)
+    cfg = LabelConfig(k_min=2, k_max=5, max_prompts=max_prompts, overlap=0.3, seed=3)
+    result = label(cfg, prompts, index, tiny_dir, sampler=echo_sampler)
+    expected, dropped = old_simulated_rankings(cfg, prompts, tiny_world)
+    assert dropped > 0 and len(expected) > 5  # the case covers prompts that fall short of k_min
+    assert json.dumps(result.comparisons) == json.dumps(expected)
+    assert result.metrics["dropped_too_few_distinct"] == dropped
+    assert result.rejected == [] and result.tasks == []
+
+
+def test_simulated_overlap_measures_agreement_with_a_different_second_labeler(tiny_dir, tiny_world):
+    prompts = world_prompts(tiny_dir, tiny_world, n=60)
+    cfg = LabelConfig(k_min=4, k_max=6, max_prompts=None, overlap=0.5, seed=0)
+    result = label(cfg, prompts, PromptIndex.from_frames(prompts), tiny_dir, sampler=echo_sampler)
+    m = result.metrics
+    assert 10 < m["overlap_sets"] < 50 and m["agreement/sets"] == m["overlap_sets"] == m["agreement/pairs"]
+    assert m["agreement/overall"] == pytest.approx(m["agreement/train_vs_train"])
+    assert 0.0 < m["agreement/heldout_vs_train"] < 1.0
+    per = {k: v for k, v in m.items() if k.startswith("agreement/labeler/")}
+    assert len(per) >= 4 and all(k.split("/")[-1].startswith("t") for k in per)  # training labelers only
+    # the overlap rankings are measured, not trained on: one comparison per candidate set
+    assert m["comparisons"] == len({r["prompt_id"] for r in result.comparisons})
+
+
+# -- human ------------------------------------------------------------------------------------
+HUMAN = dict(labelers="human", k_min=2, k_max=5, overlap=0.3, max_prompts=None, seed=0)
+
+
+def answer(tasks, labeler, flip=False):
+    """Rankings answering ``tasks`` as a careful labeler would (``flip``: swap the two best)."""
+    out = []
+    for t in tasks:
+        order = best_first(t["prompt"], t["responses"])
+        if flip:
+            order[0], order[1] = order[1], order[0]
+        out.append({"task_id": t["task_id"], "prompt_id": t["prompt_id"], "responses": t["responses"],
+                    "ranking": order, "labeler_id": labeler})
+    return out
+
+
+def test_human_labelers_export_tasks_then_use_the_answers(tmp_path, index):
+    prompts = rm_prompts(kept_prompts())
+    answers = tmp_path / "rankings"
+    answers.mkdir()
+    first = label(LabelConfig(**HUMAN), prompts, index, answers, sampler=sampler)
+    tasks = first.tasks
+    assert len(tasks) == len(prompts) and first.comparisons == []
+    assert all(t["task_id"] == task_id(t["prompt_id"], t["responses"]) for t in tasks)
+    assert all(2 <= len(t["responses"]) <= 5 and len(set(t["responses"])) == len(t["responses"]) for t in tasks)
+    overlap = [t for t in tasks if t["labelers_needed"] == 2]
+    assert 0 < len(overlap) < len(tasks) and first.metrics["tasks/pending"] == len(tasks)
+
+    # alice answers everything: the overlap tasks still wait for a second, different labeler
+    write_jsonl(answers / "alice.jsonl", answer(tasks, "alice"))
+    second = label(LabelConfig(**HUMAN), prompts, index, answers, sampler=sampler)
+    assert [t["task_id"] for t in second.tasks] == [t["task_id"] for t in overlap]
+    assert all(t["answered_by"] == ["alice"] for t in second.tasks)
+    assert second.metrics["tasks/answered"] == len(tasks) - len(overlap)
+    assert second.metrics["rankings/used"] == len(tasks) and len(second.comparisons) == len(tasks)
+
+    # alice again does not count as the second labeler; bob does (he swaps the two best)
+    write_jsonl(answers / "alice2.jsonl", answer(overlap, "alice"))
+    write_jsonl(answers / "bob.jsonl", answer(overlap, "bob", flip=True))
+    third = label(LabelConfig(**HUMAN), prompts, index, answers, sampler=sampler)
+    assert third.tasks == [] and third.metrics["tasks/pending"] == 0
+    assert third.metrics["rejected/duplicate_ranking"] == len(overlap)
+    assert len(third.comparisons) == len(tasks) + len(overlap)  # both rankings of an overlap task train
+    expected = np.mean([pairwise_agreement(list(range(len(t["responses"]))),
+                                           [1, 0, *range(2, len(t["responses"]))]) for t in overlap])
+    assert third.metrics["agreement/overall"] == pytest.approx(expected)
+    assert third.metrics["agreement/labeler/alice"] == pytest.approx(expected)
+    assert third.metrics["agreement/labeler/bob"] == pytest.approx(expected)
+    row = third.comparisons[0]
+    assert list(row) == ["prompt_id", "user_id", "split", "prompt", "responses", "ranking", "labeler_id"]
+
+
+def test_rankings_brought_along_label_their_prompt_and_other_datasets_count(tmp_path, index):
+    prompts = rm_prompts(kept_prompts())
+    answers = tmp_path / "rankings"
+    write_jsonl(answers / "ours.jsonl", [
+        {"prompt_id": "p0000", "responses": ["own a", "own b"], "ranking": [1, 0], "labeler_id": "zed"},
+        {"prompt_id": "s0001", "responses": ["sun sun", "sun"], "ranking": [0, 1], "labeler_id": "zed"},
+        {"prompt_id": "t0001", "responses": ["cat", "dog"], "ranking": [0, 1], "labeler_id": "zed"},
+    ])
+    result = label(LabelConfig(**{**HUMAN, "overlap": 0.0}), prompts, index, answers, sampler=sampler)
+    assert "p0000" not in {t["prompt_id"] for t in result.tasks}
+    assert len(result.tasks) == len(prompts) - 1
+    assert result.metrics["tasks/covered_by_other_rankings"] == 1
+    assert result.metrics["rankings/used_other_dataset"] == 1
+    assert [r["reason"] for r in result.rejected] == ["test_split"]
+    assert [c["prompt_id"] for c in result.comparisons] == ["p0000", "s0001"]
+
+
+def test_human_labelers_refuse_the_world_or_a_missing_directory(tmp_path, tiny_dir, index):
+    prompts = rm_prompts(kept_prompts())
+    with pytest.raises(ConfigError, match="is the simulated world"):
+        label(LabelConfig(**HUMAN), prompts, index, tiny_dir, sampler=sampler)
+    with pytest.raises(ConfigError, match="does not exist"):
+        label(LabelConfig(**HUMAN), prompts, index, tmp_path / "nope", sampler=sampler)
+    with pytest.raises(ConfigError, match="holds no simulated world"):
+        label(LabelConfig(k_min=2, k_max=5), prompts, index, tmp_path, sampler=sampler)
+
+
+def test_label_config_bounds():
+    with pytest.raises(ConfigError, match="labelers"):
+        LabelConfig(labelers="crowd")
+    with pytest.raises(ConfigError, match="k_max <= 9"):
+        LabelConfig(k_min=2, k_max=10)
+    with pytest.raises(ConfigError, match="2 <= k_min"):
+        LabelConfig(k_min=1, k_max=4)
+    with pytest.raises(ConfigError, match="overlap"):
+        LabelConfig(overlap=1.5)
+    assert LabelConfig(k_min=2, k_max=2).k_min == 2
