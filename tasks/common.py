@@ -362,6 +362,7 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
             body(stage)
             if stage.is_main:
                 stage.commit()
+                (Path("labels/outbox") / f"{name}.waiting.json").unlink(missing_ok=True)  # no longer waiting
         except ConfigError as exc:
             return _fail(name, run, f"{getattr(exc, 'kind', 'bad params')}: {exc}", EXIT_CONFIG)
         except GateFailed as exc:

@@ -145,10 +145,11 @@ def read_jsonl_judgements(path: Path) -> list[Judgement]:
 
 
 def _ls_user(completed_by: Any) -> Any:
-    """Label Studio's ``completed_by``: a user id, or an object with email / id."""
-    if isinstance(completed_by, dict):
-        return completed_by.get("email") or completed_by.get("id")
-    return completed_by
+    """``label-studio:<user id>``, the id the labeling side gives the same person
+    (``instructgpt.labeling.formats.studio_user``), so the judge-id check sees one name."""
+    from instructgpt.labeling.formats import studio_user
+
+    return studio_user({"completed_by": completed_by})
 
 
 def _ls_choice(result: Sequence[Any]) -> tuple[str | None, str | None]:
@@ -171,7 +172,9 @@ def _ls_choice(result: Sequence[Any]) -> tuple[str | None, str | None]:
             else:
                 return None, "bad choice value: pairwise selected {!r} (left or right)".format(side)
         elif kind == "choices" or "choices" in value:
-            chosen = [str(c).strip().lower() for c in value.get("choices") or []]
+            # aliases a / b / tie, or the choices' text in the pipeline's judge project
+            words = {"a is better": "a", "b is better": "b"}
+            chosen = [words.get(str(c).strip().lower(), str(c).strip().lower()) for c in value.get("choices") or []]
             picked += [c for c in chosen if c in CHOICES]
     picked = list(dict.fromkeys(picked))
     if not picked:

@@ -42,6 +42,15 @@ class HumanLabelers:
                               f"(labels/rankings), or set label.labelers: simulated")
         self.index, self.k_min, self.k_max = index, k_min, k_max
 
+    def brought_along(self) -> set[str]:
+        """Prompts with a usable ranking that answers no exported task: rankings the team brought.
+        They need no SFT samples, so the label stage does not sample for them. Answers to
+        exported tasks (with ``task_id``) do not count here: the prompts sampled, and therefore
+        the task ids, stay the same while people answer."""
+        records, _ = read_rankings(self.path)
+        usable, _ = validate_rankings(records, self.index, self.k_min, self.k_max)
+        return {r["prompt_id"] for r in usable if not r.get("task_id")}
+
     def collect(self, sets: Sequence[CandidateSet]) -> Collection:
         records, rejected = read_rankings(self.path)
         usable, invalid = validate_rankings(records, self.index, self.k_min, self.k_max)

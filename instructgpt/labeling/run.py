@@ -61,6 +61,10 @@ def label(cfg: Any, rm_prompts: pd.DataFrame, index: PromptIndex, rankings: str 
     `instructgpt.stages.LabelConfig`). ``sampler`` replaces the SFT model (tests)."""
     labelers = make_labelers(cfg, rankings, index)  # a wrong inputs.rankings fails before sampling
     selected = select_prompts(rm_prompts, cfg.max_prompts, cfg.seed)
+    brought = labelers.brought_along() if hasattr(labelers, "brought_along") else set()
+    n_brought = int(selected["prompt_id"].isin(brought).sum()) if brought else 0
+    if n_brought:  # ranked already (human rankings brought along): nothing to sample or ask
+        selected = selected[~selected["prompt_id"].isin(brought)].reset_index(drop=True)
     sampler = sampler or sft_sampler(str(sft_model), cfg.max_new_tokens, cfg.temperature, cfg.batch_size, cfg.seed)
     sets, dropped = candidate_sets(selected, cfg.k_min, cfg.k_max, cfg.seed, sampler, cfg.overlap)
     collection = labelers.collect(sets)
@@ -73,6 +77,7 @@ def label(cfg: Any, rm_prompts: pd.DataFrame, index: PromptIndex, rankings: str 
         "prompts_in": len(rm_prompts),
         "dropped_too_few_distinct": dropped,
         "overlap_sets": sum(1 for s in sets if s.overlap),
+        "tasks/skipped_ranked_already": n_brought,
         "rejected/total": 0,
         **collection.metrics,
     }

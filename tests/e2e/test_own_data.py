@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 
 FIXTURE = REPO / "tests/fixtures/byod"
 JUDGES = ("judge-ana", "judge-ben")
+RANKERS = ("rank-new-1", "rank-new-2")
 
 
 def _merge(base: dict, over: dict) -> None:
@@ -68,6 +69,28 @@ def byod(tmp_path_factory) -> Path:
     return ws
 
 
+def _overlap(prompt: str, text: str) -> int:
+    return len(set(prompt.lower().split()) & set(text.lower().split()))
+
+
+def answer_rank_tasks(ws: Path) -> int:
+    """Ranking tasks answered as labelers would (best = most words shared with the prompt); a task
+    that needs two labelers (the overlap share) gets two different ones."""
+    out = ws / "byod/rankings/answers.jsonl"
+    rows = []
+    for line in (ws / "labels/outbox/rank_tasks.jsonl").read_text().splitlines():
+        t = json.loads(line)
+        order = sorted(range(len(t["responses"])), key=lambda i: (-_overlap(t["prompt"], t["responses"][i]), i))
+        labelers = [x for x in RANKERS if x not in t.get("answered_by", [])]
+        for who in labelers[: t.get("labelers_needed", 1) - len(t.get("answered_by", []))]:
+            rows.append({"task_id": t["task_id"], "prompt_id": t["prompt_id"], "responses": t["responses"],
+                         "ranking": order, "labeler_id": who})
+    with out.open("a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return len(rows)
+
+
 def answer_judge_tasks(ws: Path) -> int:
     """Blind pairwise tasks answered as people would: by reading the two responses (here: the one
     sharing more words with the prompt wins, ties when equal), two judges taking turns."""
@@ -80,8 +103,7 @@ def answer_judge_tasks(ws: Path) -> int:
     for i, t in enumerate(tasks):
         if t["task_id"] in done:
             continue
-        words = set(t["prompt"].lower().split())
-        sa, sb = (len(words & set(t[k].lower().split())) for k in ("a", "b"))
+        sa, sb = (_overlap(t["prompt"], t[k]) for k in ("a", "b"))
         choice = "a" if sa > sb else "b" if sb > sa else "tie"
         new.append({"task_id": t["task_id"], "choice": choice, "judge_id": JUDGES[i % 2]})
     with out.open("a", encoding="utf-8") as f:
@@ -90,13 +112,24 @@ def answer_judge_tasks(ws: Path) -> int:
     return len(new)
 
 
-def test_dvc_repro_on_own_data_stops_for_judges_then_registers(byod):
+def test_dvc_repro_on_own_data_waits_for_labelers_and_judges_then_registers(byod):
+    # 1. Labeler-written prompts without a ranking went to the RM set: the label stage exports
+    # ranking tasks for them and stops; the labelers answer.
+    first = run(byod, "dvc", "repro", check=False)
+    assert first.returncode != 0
+    output = first.stdout + first.stderr
+    assert "awaiting labels" in output and "labels/outbox/rank_tasks.jsonl" in output, output[-3000:]
+    marker = json.loads((byod / "labels/outbox/label.waiting.json").read_text())
+    assert marker["kind"] == "ranking" and marker["pending"] > 0
+    assert answer_rank_tasks(byod) >= marker["pending"]
+
+    # 2. The evaluation's judge is human: evaluate exports blind pairwise tasks and stops.
     first = run(byod, "dvc", "repro", check=False)
     assert first.returncode != 0
     output = first.stdout + first.stderr
     assert "awaiting labels" in output and "labels/outbox/judge_tasks.jsonl" in output, output[-3000:]
     marker = json.loads((byod / "labels/outbox/evaluate.waiting.json").read_text())
-    assert marker["kind"] == "judgements" and marker["pending"] > 0
+    assert marker["kind"] == "judge" and marker["pending"] > 0
     exported = (byod / "labels/outbox/judge_tasks.jsonl").read_text()
     for model in ("ppo_noptx", "sft", "base_fewshot", '"ppo"'):
         assert model not in exported  # blind: no model names in what judges see

@@ -164,13 +164,13 @@ def test_label_studio_pairwise_export(answers):
     result = HumanJudge(answers, [], seed=0).compare(pairs)
     got = [(j["task_id"], j["choice"], j["judge_id"], j["status"], j["reason_kind"]) for j in result.judgements]
     assert got == [
-        (t[0]["task_id"], "a", 3, "used", None),
-        (t[1]["task_id"], "b", "dana@example.org", "used", None),
-        (t[2]["task_id"], "b", 3, "used", None),
-        (t[3]["task_id"], "tie", 3, "used", None),
-        (t[4]["task_id"], None, 3, "rejected", "skipped"),
-        (t[5]["task_id"], None, 3, "rejected", "bad_choice"),
-        (None, None, 3, "rejected", "missing_field"),
+        (t[0]["task_id"], "a", "label-studio:3", "used", None),
+        (t[1]["task_id"], "b", "label-studio:4", "used", None),
+        (t[2]["task_id"], "b", "label-studio:3", "used", None),
+        (t[3]["task_id"], "tie", "label-studio:3", "used", None),
+        (t[4]["task_id"], None, "label-studio:3", "rejected", "skipped"),
+        (t[5]["task_id"], None, "label-studio:3", "rejected", "bad_choice"),
+        (None, None, "label-studio:3", "rejected", "missing_field"),
     ]
     assert result.answered_tasks == 4 and result.pending_tasks == len(tasks) - 4
     assert "label_studio.json task 5 annotation 15" in result.judgements[4]["where"]
@@ -184,5 +184,6 @@ def test_label_studio_user_who_labeled_training_data_is_rejected(answers):
     t = HumanJudge(answers, [], seed=0).compare(pairs).tasks[0]
     (answers / "ls.json").write_text(json.dumps([ls_task(1, t, {"id": 1, "completed_by": {"id": 9, "email": "t03"},
                                                                 "result": pairwise("left")})]))
-    result = HumanJudge(answers, ["t03"], seed=0).compare(pairs)
+    # the same person ranked through Label Studio: the labeling side names them label-studio:9
+    result = HumanJudge(answers, ["label-studio:9"], seed=0).compare(pairs)
     assert result.judgements[0]["reason_kind"] == "training_labeler" and result.answered_tasks == 0

@@ -162,7 +162,9 @@ def test_rankings_brought_along_label_their_prompt_and_other_datasets_count(tmp_
     result = label(LabelConfig(**{**HUMAN, "overlap": 0.0}), prompts, index, answers, sampler=sampler)
     assert "p0000" not in {t["prompt_id"] for t in result.tasks}
     assert len(result.tasks) == len(prompts) - 1
-    assert result.metrics["tasks/covered_by_other_rankings"] == 1
+    # a prompt ranked already is not even sampled (no SFT samples, no task)
+    assert result.metrics["tasks/skipped_ranked_already"] == 1
+    assert result.metrics["tasks/total"] == len(prompts) - 1
     assert result.metrics["rankings/used_other_dataset"] == 1
     assert [r["reason"] for r in result.rejected] == ["test_split"]
     assert [c["prompt_id"] for c in result.comparisons] == ["p0000", "s0001"]
