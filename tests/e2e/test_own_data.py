@@ -134,20 +134,24 @@ def test_dvc_repro_on_own_data_waits_for_labelers_and_judges_then_registers(byod
     for model in ("ppo_noptx", "sft", "base_fewshot", '"ppo"'):
         assert model not in exported  # blind: no model names in what judges see
     ingest = json.loads((byod / "outputs/ingest/report.json").read_text())
-    assert ingest["rows_in"] > 0 and len(ingest["partitions"]) == 2
+    assert ingest["rows_in"] > 0 and len(ingest["rows_by_partition"]) == 2
 
     assert answer_judge_tasks(byod) == marker["pending"]
     second = run(byod, "dvc", "repro", check=False)
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
     metrics = json.loads((byod / "outputs/evaluate/metrics.json").read_text())
     assert metrics["judge"] == "human"
-    assert 0.0 <= metrics["win_rate/ppo_vs_sft"] <= 1.0
+    assert metrics["sources"]["win_rate"] == "human" and metrics["sources"]["rm_score"] == "proxy"
+    assert metrics["win_rate"]["ppo_vs_sft_pending"] == 0 and 0.0 <= metrics["win_rate"]["ppo_vs_sft"] <= 1.0
+    assert metrics["judging"]["judgements_used"] == marker["pending"]
     registry = json.loads((byod / "outputs/evaluate/registry.json").read_text())
-    assert registry["candidate_version"] == 1
+    assert registry["candidate_version"] == 1 and registry["judge"] == "human"
     report = (byod / "outputs/evaluate/report.md").read_text()
     assert "human" in report
     label = json.loads((byod / "outputs/label/metrics.json").read_text())
-    assert label["comparisons"] > 0 and label["mean_k"] >= 2
+    assert label["tasks"]["answered"] == label["tasks"]["total"] > 0 and label["tasks"]["pending"] == 0
+    assert label["rankings"]["used"] == label["comparisons"] > 100 and label["rejected"]["test_split"] > 0
+    assert 2 <= label["mean_k"] <= 5 and label["agreement"]["sets"] > 0
     assert not (byod / "data").exists()
 
 
@@ -158,7 +162,8 @@ def _flow_env(api_url: str) -> dict[str, str]:
 
 
 def _resume_when_paused(api_url: str, ws: Path, found: list, stop: threading.Event) -> None:
-    """Wait for the flow run to pause, answer the new judge tasks, resume it through the API."""
+    """Wait for the flow run to pause, answer what it waits for (rankings or judgements) as people
+    would, resume it through the API (the UI's Resume button does the same)."""
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -168,11 +173,13 @@ def _resume_when_paused(api_url: str, ws: Path, found: list, stop: threading.Eve
         async with get_client() as client:
             while not stop.is_set():
                 for fr in await client.read_flow_runs():
-                    if fr.state is not None and fr.state.is_paused() and fr.id not in found:
-                        found.append(fr.id)
-                        answer_judge_tasks(ws)
+                    if fr.state is not None and fr.state.is_paused():
+                        [marker] = list((ws / "labels/outbox").glob("*.waiting.json"))
+                        stage = json.loads(marker.read_text())["stage"]
+                        found.append(stage)
+                        (answer_rank_tasks if stage == "label" else answer_judge_tasks)(ws)
                         await aresume_flow_run(fr.id, run_input={"pull_from_label_studio": False,
-                                                                 "note": "judged by the test"})
+                                                                 "note": f"{stage}: answered by the test"})
                 await asyncio.sleep(2)
 
     asyncio.run(go())
@@ -201,8 +208,8 @@ def test_new_partition_reingests_and_flow_pauses_for_judges(byod, prefect_server
         stop.set()
         resumer.join(timeout=10)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    assert found, "the flow never paused for judgements"
+    assert "evaluate" in found, f"the flow never paused for judgements (paused for: {found})"
     after = json.loads((byod / "outputs/ingest/report.json").read_text())
-    assert len(after["partitions"]) == 3 and after["rows_in"] > before["rows_in"]
+    assert len(after["rows_by_partition"]) == 3 and after["rows_in"] > before["rows_in"]
     registry = json.loads((byod / "outputs/evaluate/registry.json").read_text())
     assert registry["candidate_version"] == 2
