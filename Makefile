@@ -29,7 +29,7 @@ LABEL_STUDIO_API_KEY ?= instructgpt-local-token
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
 export LABEL_STUDIO_PORT LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_API_KEY LABEL_STUDIO_URL
 
-.PHONY: run test ui data venv deploy worker bench world clean help labelstudio labels-push labels-pull
+.PHONY: run test ui data venv deploy worker bench world clean help labelstudio labelstudio-venv labels-push labels-pull
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
@@ -85,6 +85,9 @@ bench: venv
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 # Human labelers: Label Studio 1.23.2 in .labelstudio/venv (created on first use, never the project's venv).
+labelstudio-venv: venv
+	LABEL_STUDIO_PYTHON=$(PYTHON) $(PY) -c "from instructgpt.labeling.service import ensure_venv; ensure_venv()"
+
 labelstudio: venv
 	LABEL_STUDIO_PYTHON=$(PYTHON) $(PY) -m instructgpt.labeling.service
 
