@@ -29,12 +29,13 @@ LABEL_STUDIO_API_KEY ?= instructgpt-local-token
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
 export LABEL_STUDIO_PORT LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_API_KEY LABEL_STUDIO_URL
 
-.PHONY: run test ui data venv deploy worker bench world clean help labelstudio labelstudio-venv labels-push labels-pull
+.PHONY: run test ui data venv deploy worker bench world clean help test-acceptance labelstudio labelstudio-venv labels-push labels-pull
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
 	@echo "               PROFILE=tiny: the tiny profile, in its own workspace profiles/tiny/"
-	@echo "make test    - the test suite"
+	@echo "make test    - the test suite (without the long acceptance runs)"
+	@echo "make test-acceptance - own data/model/labelers end to end, and a real Label Studio round trip"
 	@echo "make ui      - MLflow UI on http://127.0.0.1:5000 over mlflow/"
 	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start')"
 	@echo "make worker  - start a worker on the local process pool"
@@ -68,8 +69,13 @@ run: venv data
 	@echo "  MLflow runs       : make ui$(if $(WS), PROFILE=$(PROFILE),), then the URL it prints"
 	@echo "  Prefect artifacts : prefect server start (PREFECT_HOME=.prefect), then http://127.0.0.1:4200"
 
+# make test: everything but the two long acceptance runs (< 15 min on 2 cores); .ci/run runs both.
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not acceptance and not labelstudio"
+
+# a team's own data end to end (~5 min) and the real Label Studio round trip (~1 min + its venv)
+test-acceptance: venv
+	$(PY) -m pytest -q -m "acceptance or labelstudio"
 
 ui: venv
 	@cd ./$(WS) && $(CURDIR)/$(PY) -m flows.ui

@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 
 from tests.e2e.conftest import REPO, git, run
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.acceptance]  # ~5 min: make test-acceptance
 
 FIXTURE = REPO / "tests/fixtures/byod"
 JUDGES = ("judge-ana", "judge-ben")
