@@ -192,7 +192,8 @@ def can_pause() -> bool:
 
 
 def label_studio_sync(action: str, log: Callable[[str], None]) -> None:
-    """`python -m instructgpt.labeling push|pull` when Label Studio is configured (LABEL_STUDIO_URL)."""
+    """`python -m instructgpt.labeling push|pull` when Label Studio is configured (LABEL_STUDIO_URL);
+    a failure is logged, not raised: the flow still pauses, and JSONL answers work without it."""
     if not os.environ.get("LABEL_STUDIO_URL"):
         return
     _, env = dvc_command()
@@ -200,8 +201,9 @@ def label_studio_sync(action: str, log: Callable[[str], None]) -> None:
                           capture_output=True, text=True)
     for line in (proc.stdout + proc.stderr).splitlines():
         log(line)
-    if proc.returncode != 0:
-        raise RuntimeError(f"Label Studio {action} failed (exit {proc.returncode})")
+    if proc.returncode != 0:  # not fatal: people can still answer with JSONL files
+        log(f"WARNING: Label Studio {action} failed (exit {proc.returncode}) at {os.environ['LABEL_STUDIO_URL']}: "
+            f"is it running (make labelstudio)? The tasks stay in labels/outbox/ for a JSONL answer.")
 
 
 def _stage_exit_code(output: str, dvc_code: int) -> int:

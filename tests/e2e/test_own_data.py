@@ -156,7 +156,10 @@ def test_dvc_repro_on_own_data_waits_for_labelers_and_judges_then_registers(byod
 
 
 def _flow_env(api_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    # no Label Studio here (a server test earlier in the session may have set LABEL_STUDIO_*): the
+    # answers are written as JSONL, the flow must not try to push or pull
+    env = {k: v for k, v in os.environ.items()
+           if k != "MLFLOW_TRACKING_URI" and not k.startswith("LABEL_STUDIO_")}
     env["PREFECT_API_URL"] = api_url
     return env
 
