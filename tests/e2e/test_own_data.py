@@ -112,24 +112,25 @@ def answer_judge_tasks(ws: Path) -> int:
     return len(new)
 
 
+def repro_stops_for_labels(ws: Path, stage: str, kind: str, tasks_file: str) -> dict:
+    """`dvc repro` stops at ``stage`` awaiting labels, naming its tasks file; its waiting marker."""
+    proc = run(ws, "dvc", "repro", check=False)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "awaiting labels" in output and tasks_file in output, output[-3000:]
+    marker = json.loads((ws / f"labels/outbox/{stage}.waiting.json").read_text())
+    assert marker["kind"] == kind and marker["pending"] > 0
+    return marker
+
+
 def test_dvc_repro_on_own_data_waits_for_labelers_and_judges_then_registers(byod):
     # 1. Labeler-written prompts without a ranking went to the RM set: the label stage exports
     # ranking tasks for them and stops; the labelers answer.
-    first = run(byod, "dvc", "repro", check=False)
-    assert first.returncode != 0
-    output = first.stdout + first.stderr
-    assert "awaiting labels" in output and "labels/outbox/rank_tasks.jsonl" in output, output[-3000:]
-    marker = json.loads((byod / "labels/outbox/label.waiting.json").read_text())
-    assert marker["kind"] == "ranking" and marker["pending"] > 0
+    marker = repro_stops_for_labels(byod, "label", "ranking", "labels/outbox/rank_tasks.jsonl")
     assert answer_rank_tasks(byod) >= marker["pending"]
 
     # 2. The evaluation's judge is human: evaluate exports blind pairwise tasks and stops.
-    first = run(byod, "dvc", "repro", check=False)
-    assert first.returncode != 0
-    output = first.stdout + first.stderr
-    assert "awaiting labels" in output and "labels/outbox/judge_tasks.jsonl" in output, output[-3000:]
-    marker = json.loads((byod / "labels/outbox/evaluate.waiting.json").read_text())
-    assert marker["kind"] == "judge" and marker["pending"] > 0
+    marker = repro_stops_for_labels(byod, "evaluate", "judge", "labels/outbox/judge_tasks.jsonl")
     exported = (byod / "labels/outbox/judge_tasks.jsonl").read_text()
     for model in ("ppo_noptx", "sft", "base_fewshot", '"ppo"'):
         assert model not in exported  # blind: no model names in what judges see
