@@ -273,8 +273,10 @@ class RewardModel(nn.Module):
     """r_θ(x, y): a causal LM with the unembedding removed and a scalar head (paper step 2).
 
     ``forward`` gives the reward read at the last real token; ``per_token`` gives a value at
-    every position (the PPO value function is initialised from the RM). ``bias`` is a buffer set
-    after training so that the labeler demonstrations have mean reward 0.
+    every position (the PPO value function is initialised from the RM). The output is
+    ``gain · head(h) + bias``: ``gain`` and ``bias`` are buffers set after training
+    (``instructgpt.train.reward.normalize_rewards``) so that the policy's samples have standard
+    deviation 1 and the labeler demonstrations mean 0; they are 1 and 0 until then.
     """
 
     def __init__(self, backbone: PreTrainedModel, seed: int = 0) -> None:
@@ -288,6 +290,7 @@ class RewardModel(nn.Module):
             self.head.weight.copy_(torch.randn(1, d, generator=g) / math.sqrt(d + 1))
             self.head.bias.zero_()
         self.register_buffer("bias", torch.zeros(()))
+        self.register_buffer("gain", torch.ones(()))
 
     @classmethod
     def from_causal_lm(cls, path_or_model: str | os.PathLike | PreTrainedModel, seed: int = 0,
@@ -319,13 +322,13 @@ class RewardModel(nn.Module):
 
     def per_token(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Scalar output at every position, bias included. (B, T)"""
+        """Scalar output at every position, gain and bias included. (B, T)"""
         if position_ids is None:
             position_ids = position_ids_from_mask(attention_mask)
         hidden = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
         ).last_hidden_state  # (B, T, d)
-        return self.head(hidden).squeeze(-1) + self.bias  # (B, T)
+        return self.gain * self.head(hidden).squeeze(-1) + self.bias  # (B, T)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 position_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -335,22 +338,23 @@ class RewardModel(nn.Module):
         return values.gather(1, idx[:, None]).squeeze(1)  # (B,)
 
     def save_pretrained(self, path: str | os.PathLike, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
-        """Backbone (HF format) + head and bias (safetensors) into ``path``, atomically."""
+        """Backbone (HF format) + head, gain and bias (safetensors) into ``path``, atomically."""
         final, tmp = _atomic_dir(path)
         self.backbone.save_pretrained(str(tmp))
         save_file(
             {"weight": self.head.weight.detach().contiguous(), "head_bias": self.head.bias.detach().contiguous(),
-             "bias": self.bias.detach().reshape(1).contiguous()},
+             "bias": self.bias.detach().reshape(1).contiguous(), "gain": self.gain.detach().reshape(1).contiguous()},
             str(tmp / _HEAD_FILE),
         )
-        (tmp / _META_FILE).write_text(json.dumps({"kind": "reward_model", "bias": float(self.bias)}, indent=2))
+        meta = {"kind": "reward_model", "bias": float(self.bias), "gain": float(self.gain)}
+        (tmp / _META_FILE).write_text(json.dumps(meta, indent=2))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         swap_in_dir(final, tmp)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dropout: float | None = None) -> "RewardModel":
-        """Load what ``save_pretrained`` wrote."""
+        """Load what ``save_pretrained`` wrote (a directory written before the gain existed: gain 1)."""
         p = _check_model_dir(path)
         if not (p / _HEAD_FILE).is_file():
             raise FileNotFoundError(f"{p} has no {_HEAD_FILE}: not a reward model directory")
@@ -365,4 +369,6 @@ class RewardModel(nn.Module):
             rm.head.weight.copy_(t["weight"])
             rm.head.bias.copy_(t["head_bias"])
             rm.bias.copy_(t["bias"].reshape(()))
+            if "gain" in t:
+                rm.gain.copy_(t["gain"].reshape(()))
         return rm

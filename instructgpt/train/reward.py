@@ -3,8 +3,10 @@
 Each batch element is ONE prompt with its K ranked responses (K = 4..9, varying within a
 batch): the K·B sequences go through the model in one forward pass and the loss averages the
 C(K,2) pairs of each prompt — K forward passes per prompt instead of 2·C(K,2), and no overfitting
-from shuffling correlated pairs into separate elements. After training the bias is set so that
-the demonstrations have mean reward 0 (the loss is shift-invariant).
+from shuffling correlated pairs into separate elements. After training the rewards are
+normalised (``normalize_rewards``): a gain so that the policy's own samples have standard
+deviation 1, then a bias so that the demonstrations have mean 0 (the loss only sees reward
+differences, so neither changes what the RM prefers).
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class RewardConfig:
     """Prompts (or demonstrations) per forward pass during evaluation."""
     normalize_bias: bool = True
     """After training set the bias so demonstrations have mean reward 0 (paper)."""
+    normalize_scale: bool = True
+    """After training (before the bias) set the gain so that the rewards of the policy's own
+    samples, the responses of the training comparisons, have standard deviation 1
+    (lm-human-preferences): the no-EOS penalty score and the KL coefficient β are in RM units."""
     log_every: int = 10
     """Log train metrics every N steps."""
     show_progress: bool = True
@@ -161,6 +167,55 @@ def normalize_bias(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, demonstr
     return -mean
 
 
+def normalize_gain(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, samples: Sequence[tuple[str, str]],
+                   batch_size: int = 16, max_len: int = 256) -> float:
+    """Set ``rm.gain`` so the rewards of ``samples`` have (population) standard deviation 1;
+    returns the gain. Fewer than two samples, or samples that all score the same, give gain 1
+    (no scale can be read from them)."""
+    with torch.no_grad():
+        rm.gain.fill_(1.0)
+        if len(samples) < 2:
+            return 1.0
+        std = float(score_pairs(rm, tokenizer, samples, batch_size, max_len).std(unbiased=False))
+        if std > 1e-8:
+            rm.gain.fill_(1.0 / std)
+    return float(rm.gain)
+
+
+def normalize_rewards(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, samples: Sequence[tuple[str, str]],
+                      demonstrations: Sequence[tuple[str, str]], cfg: RewardConfig) -> dict[str, float]:
+    """Gain, then bias, of a trained RM (``cfg.normalize_scale``, ``cfg.normalize_bias``).
+
+    r = gain · head(h) + bias. The gain makes the rewards of the policy's own samples (``samples``:
+    the training comparisons' responses, which the label stage sampled from the SFT policy)
+    have standard deviation 1; then the bias makes the demonstrations' mean 0 (paper), in that
+    order because the gain rescales the demonstrations' mean too. Why the scale: the ranking loss
+    fixes rewards only up to a positive affine map, and an RM's spread is an accident of its
+    training, yet PPO mixes rewards with numbers in RM units (the no-EOS penalty score, β·KL);
+    without the gain those numbers mean something different for every RM. Both maps are
+    positive affine, so the RM's preferences (pairwise accuracy) do not change.
+
+    Returns ``gain``, ``bias`` and, after normalising, ``samples/std_reward`` (≈ 1) and
+    ``demo/mean_reward`` (≈ 0) when there are samples and demonstrations."""
+    bs, n = cfg.eval_batch_size, cfg.max_len
+    if cfg.normalize_scale and samples:
+        normalize_gain(rm, tokenizer, samples, bs, n)
+    if cfg.normalize_bias and demonstrations:
+        normalize_bias(rm, tokenizer, demonstrations, bs, n)
+    metrics = {"gain": float(rm.gain), "bias": float(rm.bias)}
+    if len(samples) > 1:
+        metrics["samples/std_reward"] = float(score_pairs(rm, tokenizer, samples, bs, n).std(unbiased=False))
+    if demonstrations:
+        metrics["demo/mean_reward"] = float(score_pairs(rm, tokenizer, demonstrations, bs, n).mean())
+    return metrics
+
+
+def comparison_samples(comparisons: Sequence[Comparison]) -> list[tuple[str, str]]:
+    """Every distinct (prompt, response) of ``comparisons``, in order (a prompt ranked twice
+    counts once)."""
+    return list(dict.fromkeys((c.prompt, r) for c in comparisons for r in c.responses))
+
+
 def train_reward_model(
     rm: RewardModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -170,7 +225,8 @@ def train_reward_model(
     cfg: RewardConfig,
     log: LogFn = no_log,
 ) -> dict[str, float]:
-    """Train ``rm`` in place; returns valid/accuracy (pairwise), valid/loss, train/*, bias."""
+    """Train ``rm`` in place, then normalise it (``normalize_rewards``); returns valid/accuracy
+    (pairwise), valid/loss, train/*, gain, bias, samples/std_reward, demo/mean_reward."""
     train = [Comparison(*c) for c in train]
     valid = [Comparison(*c) for c in valid]
     if not train:
@@ -242,11 +298,6 @@ def train_reward_model(
     if valid:
         metrics.update({f"valid/{k}": v for k, v in evaluate_rm(rm, tokenizer, valid, cfg.eval_batch_size,
                                                                 cfg.max_len).items()})
-    if cfg.normalize_bias and demonstrations:
-        metrics["bias"] = normalize_bias(rm, tokenizer, demonstrations, cfg.eval_batch_size, cfg.max_len)
-        metrics["demo/mean_reward"] = float(score_pairs(rm, tokenizer, demonstrations, cfg.eval_batch_size,
-                                                        cfg.max_len).mean())
-    else:
-        metrics["bias"] = float(rm.bias)
+    metrics.update(normalize_rewards(rm, tokenizer, comparison_samples(train), demonstrations, cfg))
     log({k: v for k, v in metrics.items() if k != "steps"}, step)
     return metrics
