@@ -29,7 +29,7 @@ LABEL_STUDIO_API_KEY ?= instructgpt-local-token
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
 export LABEL_STUDIO_PORT LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_API_KEY LABEL_STUDIO_URL
 
-.PHONY: run test ui data venv deploy worker bench world clean help test-acceptance labelstudio labelstudio-venv labels-push labels-pull
+.PHONY: run test ui data venv deploy worker bench world demo-base clean help test-acceptance labelstudio labelstudio-venv labels-push labels-pull
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
@@ -54,11 +54,15 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The raw demo data comes from the DVC remote committed in dvc-store/ (no network needed).
+# The raw demo data and the demo's pretrained base model come from the DVC remote committed in
+# dvc-store/ (no network needed).
 data/prompts.jsonl: data.dvc | venv
 	$(BIN)/dvc pull --quiet data.dvc
 
-data: data/prompts.jsonl
+models/demo-base/config.json: models/demo-base.dvc | venv
+	$(BIN)/dvc pull --quiet models/demo-base.dvc
+
+data: data/prompts.jsonl models/demo-base/config.json
 
 run: venv data
 	$(PY) -m flows.pipeline --profile $(PROFILE)
@@ -107,6 +111,14 @@ labels-pull: venv
 world: venv
 	$(PY) -m instructgpt.world.generate --out data --profile demo
 	$(BIN)/dvc add data && $(BIN)/dvc push
+
+# Pretrain the demo's base model at the pretrain profile's budget (~8 min idle on 2 cores) and
+# version it as models/demo-base in the DVC remote (maintainers only: changes models/demo-base.dvc).
+demo-base: venv data/prompts.jsonl
+	$(PY) -m flows.profiles pretrain
+	cd profiles/pretrain && $(CURDIR)/$(PY) -m dvc repro base
+	rm -rf models/demo-base && cp -r profiles/pretrain/outputs/base/model models/demo-base
+	$(BIN)/dvc add models/demo-base && $(BIN)/dvc push models/demo-base.dvc
 
 clean:
 	rm -rf outputs reports .prefect profiles/*/

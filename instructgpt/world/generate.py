@@ -88,10 +88,9 @@ def _pii_lines(good: list[tuple[str, LogRow]]) -> list[str]:
 
 def _demonstration(facts: FactTable, spec: dict[str, Any], pid: str, labelers: list[Any]) -> dict[str, Any]:
     lab = labelers[stable_int("demo", pid) % len(labelers)]
+    # Labelers differ in wording (their variant), never in form: every demonstration is
+    # well-formed (a dropped final full stop would teach SFT to stop mid-sentence).
     text = FAMILIES[spec["family"]].gold(spec, facts, lab.variant)
-    # Per-labeler habits beyond wording: some drop the final full stop now and then.
-    if lab.variant == 2 and stable_int("stop", pid) % 5 == 0 and text.endswith(" ."):
-        text = text[:-2]
     return {"prompt_id": pid, "labeler_id": lab.labeler_id, "response": text}
 
 

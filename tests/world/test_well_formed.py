@@ -33,16 +33,11 @@ def test_every_gold_demonstration_is_well_formed(tiny_world) -> None:
     assert seen == {(f, v) for f in FAMILIES for v in range(3)}  # every family and variant was checked
 
 
-def test_only_the_dropped_full_stop_makes_a_demonstration_ill_formed(tiny_dir: Path, tiny_world) -> None:
-    """The labelers' one habit beyond wording (some drop the final " .") is the only way a
-    demonstration of the data is not well-formed."""
-    ill = 0
+def test_every_demonstration_of_the_data_is_well_formed(tiny_dir: Path, tiny_world) -> None:
+    """Labelers differ in wording, never in form: SFT learns only well-formed answers."""
     for line in (tiny_dir / "demonstrations.jsonl").read_text(encoding="utf-8").splitlines():
         d = json.loads(line)
-        if not tiny_world.judge(d["prompt_id"], d["response"]).well_formed:
-            ill += 1
-            assert tiny_world.judge(d["prompt_id"], d["response"] + " .").well_formed, d
-    assert ill > 0
+        assert tiny_world.judge(d["prompt_id"], d["response"]).well_formed, d
 
 
 @pytest.mark.parametrize("family,response", [
