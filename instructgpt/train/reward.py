@@ -1,10 +1,11 @@
 """Step 2: reward model from K-way rankings (paper section 3.5).
 
 Each batch element is ONE prompt with its K ranked responses (K = 4..9, varying within a
-batch): the K·B sequences go through the model in one forward pass and the loss averages the
+batch): the K·B responses go through the model in one forward pass and the loss averages the
 C(K,2) pairs of each prompt — K forward passes per prompt instead of 2·C(K,2), and no overfitting
-from shuffling correlated pairs into separate elements. After training the bias is set so that
-the demonstrations have mean reward 0 (the loss is shift-invariant).
+from shuffling correlated pairs into separate elements. The prompt itself runs once for its K
+responses, which continue its KV cache (``instructgpt.prefix_sharing``). After training the
+bias is set so that the demonstrations have mean reward 0 (the loss is shift-invariant).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import ClassVar, NamedTuple
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from instructgpt.data import collate_pairs
 from instructgpt.losses import ranking_loss
 from instructgpt.models import RewardModel, set_dropout
+from instructgpt.prefix_sharing import pair_rewards
 from instructgpt.scoring import score_pairs  # noqa: F401  (re-exported: scoring strings lives there)
 from instructgpt.train.common import LogFn, device_of, no_log
 from instructgpt.train.loop import Stage, Stat, TrainConfig, main_process_log, train_loop
@@ -55,12 +56,12 @@ class RewardConfig(TrainConfig):
 
 
 def comparison_batch(
-    tokenizer: PreTrainedTokenizerBase, comparisons: Sequence[Comparison], max_len: int
-) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All responses of ``comparisons`` as one flat left-padded batch.
+    comparisons: Sequence[Comparison],
+) -> tuple[list[tuple[str, str]], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All responses of ``comparisons`` as one flat list of (prompt, response) pairs.
 
-    Returns (model inputs (N, T) with N = Σ K_b, owner (N, 2) = (prompt b, slot k),
-    ranking (B, K_max) padded with 0, mask (B, K_max) of real responses)."""
+    Returns (pairs (N = Σ K_b), owner (N, 2) = (prompt b, slot k), ranking (B, K_max) padded
+    with 0, mask (B, K_max) of real responses)."""
     pairs, owner = [], []
     for b, c in enumerate(comparisons):
         if sorted(c.ranking) != list(range(len(c.responses))):
@@ -69,22 +70,22 @@ def comparison_batch(
         for k, r in enumerate(c.responses):
             pairs.append((c.prompt, r))
             owner.append((b, k))
-    batch = collate_pairs(tokenizer, pairs, max_len)
     B, K = len(comparisons), max(len(c.responses) for c in comparisons)
     ranking = torch.zeros(B, K, dtype=torch.long)
     mask = torch.zeros(B, K, dtype=torch.bool)
     for b, c in enumerate(comparisons):
         ranking[b, : len(c.ranking)] = torch.tensor(c.ranking)
         mask[b, : len(c.responses)] = True
-    return batch.model_inputs(), torch.tensor(owner), ranking, mask
+    return pairs, torch.tensor(owner), ranking, mask
 
 
 def kway_forward(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, comparisons: Sequence[Comparison],
                  max_len: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One forward pass over every response of the batch, then the K-way ranking loss."""
+    """The rewards of every response of the batch, each prompt run once for its K responses
+    (``instructgpt.prefix_sharing``), then the K-way ranking loss."""
     device = device_of(rm)
-    inputs, owner, ranking, mask = comparison_batch(tokenizer, comparisons, max_len)
-    flat = rm(**{k: v.to(device) for k, v in inputs.items()})  # (N,)
+    pairs, owner, ranking, mask = comparison_batch(comparisons)
+    flat = pair_rewards(rm, tokenizer, pairs, max_len)  # (N,)
     rewards = torch.zeros(mask.shape, dtype=flat.dtype, device=device)  # (B, K_max)
     rewards = rewards.index_put((owner[:, 0].to(device), owner[:, 1].to(device)), flat)  # (B, K_max)
     return ranking_loss(rewards, mask.to(device), ranking.to(device))
