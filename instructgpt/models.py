@@ -6,6 +6,7 @@ runs remote code, writes safetensors only.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -283,7 +284,12 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 def cache_kwarg(model: nn.Module) -> str:
     """Name of the KV-cache argument (and output field) of ``model.forward``: transformers 5.2x
     renamed ``past_key_values`` to ``cache``; both are accepted."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return _cache_kwarg_of(type(model))
+
+
+@functools.cache
+def _cache_kwarg_of(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:

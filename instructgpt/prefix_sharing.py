@@ -25,7 +25,14 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from instructgpt.data import IGNORE_INDEX, collate_pairs, encode_sft, left_pad
+from instructgpt.data import (
+    IGNORE_INDEX,
+    collate_pairs,
+    encode_prompt,
+    encode_responses,
+    encode_sft,
+    left_pad,
+)
 from instructgpt.models import RewardModel, cache_kwarg, position_ids_from_mask
 
 # Architectures whose backbone is tested to give the plain forward's rewards from a shared prompt
@@ -53,15 +60,21 @@ def collate_prefix(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str
                    max_len: int) -> PrefixBatch | None:
     """The pairs' tokens (as ``collate_pairs`` makes them) split into distinct prompts and their
     responses; None when a pair kept no prompt or no response token (use the plain forward)."""
+    encoded: dict[str, list[int]] = {}  # each prompt text tokenized once
     prompts: dict[tuple[int, ...], int] = {}
     responses, owner = [], []
-    for prompt, response in pairs:
-        ids, labels = encode_sft(tokenizer, prompt, response, max_len)
-        n_prompt = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
-        if n_prompt == 0 or n_prompt == len(ids):
+    for (prompt, response), r_ids in zip(pairs, encode_responses(tokenizer, [r for _, r in pairs])):
+        if prompt not in encoded:
+            encoded[prompt] = encode_prompt(tokenizer, prompt)
+        p_ids = encoded[prompt]
+        if len(p_ids) + len(r_ids) > max_len:  # too long: cut exactly as collate_pairs does
+            ids, labels = encode_sft(tokenizer, prompt, response, max_len)
+            n_prompt = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
+            p_ids, r_ids = ids[:n_prompt], ids[n_prompt:]
+        if not p_ids or not r_ids:
             return None
-        owner.append(prompts.setdefault(tuple(ids[:n_prompt]), len(prompts)))
-        responses.append(ids[n_prompt:])
+        owner.append(prompts.setdefault(tuple(p_ids), len(prompts)))
+        responses.append(r_ids)
     prompt_ids, prompt_mask = left_pad(list(prompts), tokenizer.pad_token_id)  # (U, Tp)
     response_ids, response_mask = _right_pad(responses, tokenizer.pad_token_id)  # (N, Tr)
     return PrefixBatch(prompt_ids, prompt_mask, response_ids, response_mask, torch.tensor(owner, dtype=torch.long))

@@ -188,7 +188,8 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     eval_every = cfg.eval_every or stage.default_eval_every(steps_per_epoch)
-    optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
+    params = list(model.parameters())  # listed once: walking the module tree every step costs
+    optimizer = make_optimizer(params, cfg.lr, cfg.weight_decay)
     scheduler = warmup_cosine(optimizer, cfg.warmup, total, cfg.min_lr_ratio)
     torch.manual_seed(cfg.seed + ctx.rank)  # dropout masks: each rank draws its own
     step, before = 0, {}
@@ -225,11 +226,11 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
             loss, _ = ctx.share(loss, n_items)  # this rank's term of the global batch's mean
             if idx:
                 loss.backward()
-            ctx.sync_gradients(model.parameters())
+            ctx.sync_gradients(params)
             loss = ctx.all_sum(loss.detach())
             check_finite(loss, step, f"{stage.name}/loss")
             if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
