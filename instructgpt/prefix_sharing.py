@@ -52,8 +52,13 @@ class PrefixBatch:
 
 
 def supports_shared_prefix(rm: RewardModel) -> bool:
-    """True when ``rm``'s backbone can continue a shared prompt cache (``SHARED_PREFIX_ARCHS``)."""
-    return getattr(rm.backbone.config, "model_type", None) in SHARED_PREFIX_ARCHS
+    """True when ``rm``'s backbone can continue a shared prompt cache: an architecture of
+    ``SHARED_PREFIX_ARCHS``, and no gradient checkpointing (which turns the cache off)."""
+    backbone = rm.backbone
+    checkpointing = getattr(backbone, "is_activation_checkpointing", None)  # transformers >= 5.2x
+    if checkpointing is None:
+        checkpointing = getattr(backbone, "is_gradient_checkpointing", False)
+    return getattr(backbone.config, "model_type", None) in SHARED_PREFIX_ARCHS and not checkpointing
 
 
 def collate_prefix(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]],

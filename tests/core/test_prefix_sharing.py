@@ -119,3 +119,15 @@ def test_pair_rewards_takes_the_shared_path(tokenizer, tiny_model):
     with torch.no_grad():
         assert torch.equal(pair_rewards(rm, tokenizer, PAIRS, 64),
                            prefix_rewards(rm, collate_prefix(tokenizer, PAIRS, 64)))
+
+
+def test_gradient_checkpointing_takes_the_plain_forward(tokenizer, tiny_model):
+    rm = RewardModel.from_causal_lm(tiny_model, seed=1)
+    enable = getattr(rm.backbone, "activation_checkpointing_enable", None) or rm.backbone.gradient_checkpointing_enable
+    enable()  # it turns the KV cache off
+    assert not supports_shared_prefix(rm)
+    rm.train()
+    torch.manual_seed(0)
+    rewards = pair_rewards(rm, tokenizer, PAIRS, 64)
+    torch.manual_seed(0)
+    assert torch.equal(rewards, plain(rm, tokenizer, PAIRS, 64))
