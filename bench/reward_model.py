@@ -253,8 +253,8 @@ def main() -> None:
         print(f"{method:<10} {r['epoch_s']:>9.2f} {r['updates_per_epoch']:>8d} {r['sequences_per_epoch']:>11.0f} "
               f"{r['sequences_per_s']:>9.1f} {r['final_train_loss']:>11.4f} {r['valid_accuracy']:>10.3f} "
               f"{r['valid_loss']:>11.4f}")
-    print(f"K-way is {speedup:.2f}x faster per epoch; forward passes per prompt {args.k} vs {2 * n_pairs} "
-          f"(ideal ratio {2 * n_pairs / args.k:.1f}x)")
+    print(f"K-way is {speedup:.2f}x faster per epoch; sequences per prompt {args.k} vs {2 * n_pairs} "
+          f"({2 * n_pairs / args.k:.1f}x fewer; K-way also runs each prompt once for its K responses)")
     print(json.dumps({
         "bench": "reward_model", "k": args.k, "pairs_per_prompt": n_pairs, "prompts": args.prompts,
         "batch_prompts": args.batch_prompts, "epochs": args.epochs, "repeats": args.repeats,
