@@ -78,6 +78,13 @@ def encode_response(tokenizer: PreTrainedTokenizerBase, response: str) -> list[i
     return _ids(tokenizer, response) + [tokenizer.eos_token_id]
 
 
+def encode_responses(tokenizer: PreTrainedTokenizerBase, responses: Sequence[str]) -> list[list[int]]:
+    """``encode_response`` of each response, in one call to the tokenizer."""
+    if not responses:
+        return []
+    return [ids + [tokenizer.eos_token_id] for ids in tokenizer(list(responses), add_special_tokens=False)["input_ids"]]
+
+
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, fill: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad lists of ids to the longest: (ids (B, T), attention_mask (B, T))."""
     T = max(len(s) for s in seqs)
