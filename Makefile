@@ -107,7 +107,11 @@ labels-push: venv
 labels-pull: venv
 	$(PY) -m instructgpt.labeling pull
 
-# Regenerate the demo world into data/ and version it (maintainers only: changes data.dvc).
+# Regenerate the demo world into data/ and version it (maintainers only: changes data.dvc). The
+# shipped world's labeler noise is then re-calibrated on a label stage's real samples:
+#   make run (at least to the label stage), then
+#   python -m instructgpt.world.calibrate --data data --samples outputs/label/comparisons.jsonl
+#   dvc add data && dvc push
 world: venv
 	$(PY) -m instructgpt.world.generate --out data --profile demo
 	$(BIN)/dvc add data && $(BIN)/dvc push

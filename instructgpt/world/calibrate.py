@@ -19,6 +19,7 @@ rankings), each distinct (prompt, K responses) set once.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from dataclasses import asdict
@@ -56,7 +57,8 @@ def recalibrate(data: Path, samples: Path, target: float = TARGET_AGREEMENT) -> 
     train = [LabelerSpec(**s) for s in pools["training"]]
     heldout = [LabelerSpec(**s) for s in pools["heldout"]]
     train, heldout, agreement = calibrate(judged, train, heldout, target)
-    agreement = {**agreement, "n_groups": len(groups), "calibrated_on": str(samples)}
+    digest = hashlib.sha256(samples.read_bytes()).hexdigest()[:16]
+    agreement = {**agreement, "n_groups": len(groups), "calibrated_on": f"{samples.name} sha256:{digest}"}
     (data / "world" / "labelers.json").write_text(json.dumps(
         {"training": [asdict(s) for s in train], "heldout": [asdict(s) for s in heldout],
          "agreement": agreement}, indent=1) + "\n", encoding="utf-8")
