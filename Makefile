@@ -29,7 +29,7 @@ LABEL_STUDIO_API_KEY ?= instructgpt-local-token
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
 export LABEL_STUDIO_PORT LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_API_KEY LABEL_STUDIO_URL
 
-.PHONY: run test ui data venv deploy worker bench world clean help test-acceptance labelstudio labelstudio-venv labels-push labels-pull
+.PHONY: run test ui data venv deploy worker bench bench-peers world clean help test-acceptance labelstudio labelstudio-venv labels-push labels-pull
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
@@ -40,6 +40,7 @@ help:
 	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start')"
 	@echo "make worker  - start a worker on the local process pool"
 	@echo "make bench   - the benchmarks under bench/"
+	@echo "make bench-peers - PPO against TRL 0.29.1 on the same shapes (installs the peer in .peers/)"
 	@echo "make labelstudio - Label Studio on http://127.0.0.1:8080 (own venv .labelstudio/venv) for human labelers"
 	@echo "make labels-push - tasks waiting in labels/outbox/ into Label Studio projects"
 	@echo "make labels-pull - Label Studio's answers into labels/rankings/ and labels/judgements/"
@@ -88,7 +89,11 @@ worker: venv
 	$(BIN)/prefect worker start --pool local
 
 bench: venv
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+	for b in $(filter-out bench/ppo_vs_trl.py,$(wildcard bench/*.py)); do $(PY) $$b || exit 1; done
+
+# PPO side by side with TRL 0.29.1 (the peer in its own venv .peers/trl029, created on first use)
+bench-peers: venv
+	PEER_PYTHON=$(PYTHON) $(PY) bench/ppo_vs_trl.py
 
 # Human labelers: Label Studio 1.23.2 in .labelstudio/venv (created on first use, never the project's venv).
 labelstudio-venv: venv
