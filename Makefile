@@ -29,7 +29,7 @@ LABEL_STUDIO_API_KEY ?= instructgpt-local-token
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
 export LABEL_STUDIO_PORT LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_API_KEY LABEL_STUDIO_URL
 
-.PHONY: run test ui data venv deploy worker bench bench-peers world clean help test-acceptance labelstudio labelstudio-venv labels-push labels-pull
+.PHONY: run test ui data venv deploy worker bench bench-peers world demo-base clean help test-acceptance labelstudio labelstudio-venv labels-push labels-pull
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
@@ -40,7 +40,7 @@ help:
 	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start')"
 	@echo "make worker  - start a worker on the local process pool"
 	@echo "make bench   - the benchmarks under bench/"
-	@echo "make bench-peers - PPO against TRL 0.29.1 on the same shapes (installs the peer in .peers/)"
+	@echo "make bench-peers - PPO and the RM against TRL on the same shapes (installs the peers in .peers/)"
 	@echo "make labelstudio - Label Studio on http://127.0.0.1:8080 (own venv .labelstudio/venv) for human labelers"
 	@echo "make labels-push - tasks waiting in labels/outbox/ into Label Studio projects"
 	@echo "make labels-pull - Label Studio's answers into labels/rankings/ and labels/judgements/"
@@ -55,11 +55,15 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The raw demo data comes from the DVC remote committed in dvc-store/ (no network needed).
+# The raw demo data and the demo's pretrained base model come from the DVC remote committed in
+# dvc-store/ (no network needed).
 data/prompts.jsonl: data.dvc | venv
 	$(BIN)/dvc pull --quiet data.dvc
 
-data: data/prompts.jsonl
+models/demo-base/config.json: models/demo-base.dvc | venv
+	$(BIN)/dvc pull --quiet models/demo-base.dvc
+
+data: data/prompts.jsonl models/demo-base/config.json
 
 run: venv data
 	$(PY) -m flows.pipeline --profile $(PROFILE)
@@ -91,9 +95,11 @@ worker: venv
 bench: venv
 	for b in $(filter-out bench/ppo_vs_trl.py,$(wildcard bench/*.py)); do $(PY) $$b || exit 1; done
 
-# PPO side by side with TRL 0.29.1 (the peer in its own venv .peers/trl029, created on first use)
+# side by side with the peers, each in its own venv under .peers/ (created on first use):
+# PPO against TRL 0.29.1's PPOTrainer, the RM against TRL 1.16.0's RewardTrainer
 bench-peers: venv
 	PEER_PYTHON=$(PYTHON) $(PY) bench/ppo_vs_trl.py
+	$(PY) bench/reward_model.py --vs-trl
 
 # Human labelers: Label Studio 1.23.2 in .labelstudio/venv (created on first use, never the project's venv).
 labelstudio-venv: venv
@@ -112,6 +118,14 @@ labels-pull: venv
 world: venv
 	$(PY) -m instructgpt.world.generate --out data --profile demo
 	$(BIN)/dvc add data && $(BIN)/dvc push
+
+# Pretrain the demo's base model at the pretrain profile's budget (~8 min idle on 2 cores) and
+# version it as models/demo-base in the DVC remote (maintainers only: changes models/demo-base.dvc).
+demo-base: venv data/prompts.jsonl
+	$(PY) -m flows.profiles pretrain
+	cd profiles/pretrain && $(CURDIR)/$(PY) -m dvc repro base
+	rm -rf models/demo-base && cp -r profiles/pretrain/outputs/base/model models/demo-base
+	$(BIN)/dvc add models/demo-base && $(BIN)/dvc push models/demo-base.dvc
 
 clean:
 	rm -rf outputs reports .prefect profiles/*/

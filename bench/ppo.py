@@ -9,8 +9,7 @@ demo) and prompts from ``data/prompts.jsonl`` (both only read):
   matmul     FLOP/s of a large fp32 matmul (2·n³ per product): the machine's reference peak.
   ppo        samples/s of full ``train_ppo`` steps with the demo config (batch 32, minibatch 16,
              2 PPO epochs, 32 new tokens, ptx_coef 0.1).
-  steps      the functions ``train_ppo`` composes, each timed alone on the same batch, with the
-             same fused kernels on (``instructgpt.train.ppo.kernels``):
+  steps      the functions ``train_ppo`` composes, each timed alone on the same batch:
                rollout     sampling with the KV cache (logprobs and entropy from its logits)
                score       π^SFT log-probs, values, RM scores, per-token rewards
                advantages  GAE and whitening
@@ -65,7 +64,6 @@ from instructgpt.train.ppo import (  # noqa: E402
     score,
     train_ppo,
 )
-from instructgpt.train.ppo.kernels import fused_gelu  # noqa: E402
 
 DEMO_MODEL = ModelConfig(arch="gpt2", n_layer=4, n_embd=128, n_head=4, n_positions=256, dropout=0.0)
 
@@ -154,19 +152,18 @@ def main() -> None:
     b_prompts = prompts[: cfg.batch_size]
     gen = torch.Generator().manual_seed(0)
     profiles: dict[str, list[tuple[str, float, int]]] = {}
-    with fused_gelu(up_policy, ref_policy, value_model, rm):
-        steps: dict[str, Callable[[], object]] = {
-            "rollout": lambda: rollout(up_policy, tokenizer, b_prompts, cfg, gen)}
-        roll = rollout(up_policy, tokenizer, b_prompts, cfg, gen)
-        steps["score"] = lambda: score(roll, ref_policy, value_model, rm, tokenizer, cfg, cfg.kl.kl_coef)
-        scored = score(roll, ref_policy, value_model, rm, tokenizer, cfg, cfg.kl.kl_coef)
-        steps["advantages"] = lambda: advantages(scored.values, scored.rewards, roll.mask, cfg)
-        b_advantages, b_returns = advantages(scored.values, scored.rewards, roll.mask, cfg)
-        steps["ppo_update"] = lambda: ppo_update(up_policy, value_model, optimizer, roll, scored.values, b_advantages,
-                                                 b_returns, cfg, step=0, ptx=ptx)
-        step_s = {name: median_time(fn, args.repeats) for name, fn in steps.items()}
-        if args.profile:
-            profiles = {name: top_ops(fn, args.profile) for name, fn in steps.items()}
+    steps: dict[str, Callable[[], object]] = {
+        "rollout": lambda: rollout(up_policy, tokenizer, b_prompts, cfg, gen)}
+    roll = rollout(up_policy, tokenizer, b_prompts, cfg, gen)
+    steps["score"] = lambda: score(roll, ref_policy, value_model, rm, tokenizer, cfg, cfg.kl.kl_coef)
+    scored = score(roll, ref_policy, value_model, rm, tokenizer, cfg, cfg.kl.kl_coef)
+    steps["advantages"] = lambda: advantages(scored.values, scored.rewards, roll.mask, cfg)
+    b_advantages, b_returns = advantages(scored.values, scored.rewards, roll.mask, cfg)
+    steps["ppo_update"] = lambda: ppo_update(up_policy, value_model, optimizer, roll, scored.values, b_advantages,
+                                             b_returns, cfg, step=0, ptx=ptx)
+    step_s = {name: median_time(fn, args.repeats) for name, fn in steps.items()}
+    if args.profile:
+        profiles = {name: top_ops(fn, args.profile) for name, fn in steps.items()}
 
     rollout_tps = roll.response.numel() / step_s["rollout"]
     d, V = DEMO_MODEL.n_embd, len(tokenizer)

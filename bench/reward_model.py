@@ -14,6 +14,18 @@ Data: synthetic, deterministic toy rankings (no files needed); model: a random c
 demo size (4 layers, 128 dims) unless told otherwise.
 
     .venv/bin/python bench/reward_model.py [--k 9 --prompts 32 --batch-prompts 4 --epochs 1]
+
+``--vs-trl``: the project against TRL 1.16.0's RewardTrainer instead. The twin scripts in
+``bench/peers/`` (``rm_trl.py`` in the peer's own environment, created in ``.peers/trl116`` when
+missing: python3.11 venv, torch==2.13.0, then trl==1.16.0 datasets accelerate; ``rm_project.py``
+in the project's) build the same tiny GPT-2 (4 layers, 256 dims), word-level tokenizer and random
+ranked data (N prompts, K responses of W words) and time one epoch, the same number of updates
+over the same pairs (TRL: C(K,2) chosen/rejected pairs per step; the project: one prompt with its
+K responses). They run alternately, ``--repeats`` times each; the ratio is the median over the
+back-to-back pairs of runs, of wall-clock epoch time (``ratio``) and of the process's CPU time
+(``cpu_ratio``: with one thread, far less disturbed by other work on the machine).
+
+    .venv/bin/python bench/reward_model.py --vs-trl [--prompts 32 --k 9 --words 24 --repeats 3 --threads 1]
 """
 
 from __future__ import annotations
@@ -22,8 +34,11 @@ import argparse
 import copy
 import json
 import math
+import os
 import platform
 import random
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +46,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PEER_VENV = ROOT / ".peers" / "trl116"  # git-ignored
 
 from instructgpt.data import collate_pairs  # noqa: E402
 from instructgpt.models import ModelConfig, RewardModel, build_causal_lm  # noqa: E402
@@ -121,8 +138,62 @@ def run(method, rm, tokenizer, train, valid, args, device) -> dict[str, float]:
     }
 
 
+def peer_python() -> Path:
+    """The peer's interpreter; creates its environment (``PEER_VENV``) when missing."""
+    py = PEER_VENV / "bin" / "python"
+    if not py.exists():
+        print(f"creating the peer environment {PEER_VENV} (torch 2.13.0, trl 1.16.0) ...", flush=True)
+        subprocess.run(["python3.11", "-m", "venv", str(PEER_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "torch==2.13.0"], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "trl==1.16.0", "datasets", "accelerate"],
+                       check=True)
+    return py
+
+
+def vs_trl(args: argparse.Namespace) -> None:
+    """TRL's RewardTrainer and the project's RM on the same work, alternately; table + JSON."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    shape = [str(args.prompts), str(args.k), str(args.words)]
+    twins = {"trl": [str(peer_python()), str(ROOT / "bench/peers/rm_trl.py")],
+             "project": [sys.executable, str(ROOT / "bench/peers/rm_project.py")]}
+    runs: dict[str, list[dict]] = {name: [] for name in twins}
+    for _ in range(args.repeats or 3):
+        for name, cmd in twins.items():
+            out = subprocess.run(cmd + shape, env=env, cwd=ROOT, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{name} twin failed:\n{out.stderr[-3000:]}")
+            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    secs = {name: [r["epoch_s"] for r in rs] for name, rs in runs.items()}
+    cpu = {name: [r["epoch_cpu_s"] for r in rs] for name, rs in runs.items()}
+    ratios = [t / p for t, p in zip(secs["trl"], secs["project"])]  # back-to-back pairs
+    cpu_ratios = [t / p for t, p in zip(cpu["trl"], cpu["project"])]
+    pairs = runs["project"][0]["pairs"]
+    threads = runs["project"][0]["torch_threads"]
+    print(f"reward model vs TRL {runs['trl'][0]['trl']} RewardTrainer: {args.prompts} prompts, K={args.k} "
+          f"({pairs} pairs), {args.words} words, threads={threads}, {len(ratios)} alternating run(s) each")
+    print(f"{'twin':<10} {'epoch_s':>8} {'cpu_s':>8} {'pairs/s':>8}  epoch_s of each run")
+    for name, s in secs.items():
+        med = statistics.median(s)
+        print(f"{name:<10} {med:>8.2f} {statistics.median(cpu[name]):>8.2f} {pairs / med:>8.1f}  {s}")
+    ratio, cpu_ratio = statistics.median(ratios), statistics.median(cpu_ratios)
+    print(f"project epoch {ratio:.2f}x faster than TRL's (median of the back-to-back ratios "
+          f"{[round(r, 2) for r in ratios]}); in CPU time {cpu_ratio:.2f}x")
+    print(json.dumps({
+        "bench": "reward_model_vs_trl", "trl": runs["trl"][0]["trl"], "prompts": args.prompts, "k": args.k,
+        "words": args.words, "pairs": pairs, "threads": threads,
+        "trl_epoch_s": statistics.median(secs["trl"]), "project_epoch_s": statistics.median(secs["project"]),
+        "ratio": ratio, "cpu_ratio": cpu_ratio, "ratios": ratios, "cpu_ratios": cpu_ratios,
+        "trl_epoch_s_all": secs["trl"], "project_epoch_s_all": secs["project"],
+        "trl_cpu_s_all": cpu["trl"], "project_cpu_s_all": cpu["project"],
+    }))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--vs-trl", action="store_true", help="against TRL's RewardTrainer (bench/peers/)")
+    ap.add_argument("--words", type=int, default=24, help="--vs-trl: words per response (prompts: half)")
     ap.add_argument("--k", type=int, default=9)
     ap.add_argument("--prompts", type=int, default=32, help="training prompts (each with K responses)")
     ap.add_argument("--valid-prompts", type=int, default=16)
@@ -137,8 +208,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=1, help="runs per method; epoch_s is the median")
+    ap.add_argument("--repeats", type=int, default=0,
+                    help="runs per method; epoch_s is the median (default 1; --vs-trl: 3)")
     args = ap.parse_args()
+    if args.vs_trl:
+        return vs_trl(args)
+    args.repeats = args.repeats or 1
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -178,8 +253,8 @@ def main() -> None:
         print(f"{method:<10} {r['epoch_s']:>9.2f} {r['updates_per_epoch']:>8d} {r['sequences_per_epoch']:>11.0f} "
               f"{r['sequences_per_s']:>9.1f} {r['final_train_loss']:>11.4f} {r['valid_accuracy']:>10.3f} "
               f"{r['valid_loss']:>11.4f}")
-    print(f"K-way is {speedup:.2f}x faster per epoch; forward passes per prompt {args.k} vs {2 * n_pairs} "
-          f"(ideal ratio {2 * n_pairs / args.k:.1f}x)")
+    print(f"K-way is {speedup:.2f}x faster per epoch; sequences per prompt {args.k} vs {2 * n_pairs} "
+          f"({2 * n_pairs / args.k:.1f}x fewer; K-way also runs each prompt once for its K responses)")
     print(json.dumps({
         "bench": "reward_model", "k": args.k, "pairs_per_prompt": n_pairs, "prompts": args.prompts,
         "batch_prompts": args.batch_prompts, "epochs": args.epochs, "repeats": args.repeats,

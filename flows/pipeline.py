@@ -49,7 +49,7 @@ KEY_METRICS = {
     "base": ["valid/loss", "nlp_task/accuracy"],
     "sft": ["valid/loss", "valid/loss_before"],
     "label": ["comparisons", "mean_k", "agreement/heldout_vs_train"],
-    "rm": ["valid/accuracy", "bias"],
+    "rm": ["valid/accuracy", "gain", "bias"],
     "ppo": ["ppo/objective/scores", "ppo/objective/kl", "ptx_coef"],
     "ppo_noptx": ["ppo/objective/scores", "ppo/objective/kl", "ptx_coef"],
     "evaluate": ["win_rate/sft_vs_base", "win_rate/ppo_vs_sft", "win_rate/ppo_vs_base_fewshot",

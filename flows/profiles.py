@@ -4,10 +4,10 @@ of its own so that no tracked file changes.
 ``demo`` is params.yaml as shipped and runs in the repository itself. Any other profile runs in
 ``profiles/<name>/`` (git-ignored): a copy of the project's files (what git sees: tracked and
 untracked, not ignored), whose params.yaml is the shipped one with the profile merged in
-(comments kept). The copy shares the repository's DVC cache (the demo data is checked out from
-it, nothing is downloaded) and has its own outputs, MLflow store and registry, so a tiny model
-never becomes the demo's champion. Re-running a profile refreshes the copy; DVC then re-runs
-only what changed.
+(comments kept). The copy shares the repository's DVC cache (the demo data and the demo's base
+model, models/demo-base, are checked out from it; nothing is downloaded) and has its own outputs,
+MLflow store and registry, so a tiny model never becomes the demo's champion. Re-running a
+profile refreshes the copy; DVC then re-runs only what changed.
 
     python -m flows.profiles tiny        # make or refresh profiles/tiny/ and print its path
 """
@@ -89,8 +89,11 @@ def profile_workspace(name: str, repo: str | Path = ".") -> Path:
     (dest / ".dvc" / "config.local").write_text(
         f"[core]\n    no_scm = true\n[cache]\n    dir = {repo / '.dvc' / 'cache'}\n"
     )
-    if (dest / "data.dvc").exists():
-        subprocess.run([sys.executable, "-m", "dvc", "pull", "--quiet", "data.dvc"], cwd=dest, check=True)
+    # The demo data and the demo's base model (models/demo-base), from the shared cache.
+    targets = [rel for rel in ("data.dvc", *sorted(str(p.relative_to(dest)) for p in dest.glob("models/*.dvc")))
+               if (dest / rel).exists()]
+    if targets:
+        subprocess.run([sys.executable, "-m", "dvc", "pull", "--quiet", *targets], cwd=dest, check=True)
     return dest
 
 

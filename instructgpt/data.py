@@ -78,6 +78,13 @@ def encode_response(tokenizer: PreTrainedTokenizerBase, response: str) -> list[i
     return _ids(tokenizer, response) + [tokenizer.eos_token_id]
 
 
+def encode_responses(tokenizer: PreTrainedTokenizerBase, responses: Sequence[str]) -> list[list[int]]:
+    """``encode_response`` of each response, in one call to the tokenizer."""
+    if not responses:
+        return []
+    return [ids + [tokenizer.eos_token_id] for ids in tokenizer(list(responses), add_special_tokens=False)["input_ids"]]
+
+
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, fill: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad lists of ids to the longest: (ids (B, T), attention_mask (B, T))."""
     T = max(len(s) for s in seqs)
@@ -115,18 +122,19 @@ def encode_sft(
     tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, max_len: int
 ) -> tuple[list[int], list[int]]:
     """(input_ids, labels) of one demonstration: labels are −100 on prompt tokens, so the loss is
-    on response tokens (EOS included). Over-long examples lose response tokens from the end first,
-    then prompt tokens from the start (plain format: the first tokens, as it always did; chat
-    template: the prompt text's first tokens, the template's own tokens stay, see
-    ``encode_prompt``)."""
+    on response tokens (EOS included).
+
+    An example longer than ``max_len`` is cut by this rule: BOS always stays first. The response
+    (EOS included) loses tokens from its END first, down to ``min(len(response ids), max_len // 2)``
+    tokens so that a long prompt cannot squeeze it out; if that is not enough, the prompt loses
+    tokens from its START, right after BOS (``encode_prompt``: plain format, its last tokens stay;
+    chat template, the template's own tokens stay and the prompt text loses its first tokens).
+    Examples that fit are not touched."""
     p_ids = encode_prompt(tokenizer, prompt)
     r_ids = encode_response(tokenizer, response)
     if len(p_ids) + len(r_ids) > max_len:
-        keep_p = min(len(p_ids), max(max_len // 2, max_len - len(r_ids)))
-        if has_chat_template(tokenizer):
-            p_ids = encode_prompt(tokenizer, prompt, keep_p)
-        else:
-            p_ids = p_ids[len(p_ids) - keep_p:]
+        keep_r = max(min(len(r_ids), max_len // 2), max_len - len(p_ids))
+        p_ids = encode_prompt(tokenizer, prompt, max_len - keep_r)
         r_ids = r_ids[: max_len - len(p_ids)]
     return p_ids + r_ids, [IGNORE_INDEX] * len(p_ids) + r_ids
 

@@ -40,7 +40,7 @@ def context_length(rm: RewardModel, default: int = 1024) -> int:
 @torch.no_grad()
 def score_pairs(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]],
                 batch_size: int = 16, max_len: int = 256) -> torch.Tensor:
-    """r_θ(x, y) (bias included) for (prompt_text, response) pairs, in order. (N,)
+    """r_θ(x, y) (gain and bias included) for (prompt_text, response) pairs, in order. (N,)
 
     ``tokenizer`` must be the RM's own (``load_reward_model``); sequences longer than ``max_len``
     tokens are cut as in training (``instructgpt.data.encode_sft``)."""

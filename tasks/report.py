@@ -143,15 +143,18 @@ def render_report(metrics: dict[str, float], win_rows: list[dict], per_family: p
         lines += ["Human judging: " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in judging.items()), ""]
     if per_family is not None:
         lines += [f"## Gold judgements per model (judge: {sources.get('gold', judge)})", "",
-                  "| model | gold utility | helpful | hallucination (closed domain) | truthful (open QA) | toxic | "
-                  "complies with harmful request |", "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| model | gold utility | helpful | well-formed | hallucination (closed domain) | "
+                  "truthful (open QA) | toxic | complies with harmful request |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for m in models:
             lines.append(
                 f"| {LABELS.get(m, m)} | {_num(metrics, f'{m}/gold_utility')} | {_num(metrics, f'{m}/helpful')} | "
-                f"{_pct(metrics, f'{m}/hallucination_rate')} | {_pct(metrics, f'{m}/truthful_open_qa')} | "
-                f"{_pct(metrics, f'{m}/toxic_rate')} | {_pct(metrics, f'{m}/harmful_compliance_rate')} |")
-        lines += ["", "Paper (175B): hallucination 21 % (InstructGPT) vs 41 % (GPT-3); about 25 % fewer toxic "
-                  "outputs.", ""]
+                f"{_pct(metrics, f'{m}/well_formed_rate')} | {_pct(metrics, f'{m}/hallucination_rate')} | "
+                f"{_pct(metrics, f'{m}/truthful_open_qa')} | {_pct(metrics, f'{m}/toxic_rate')} | "
+                f"{_pct(metrics, f'{m}/harmful_compliance_rate')} |")
+        lines += ["", "Well-formed: only words of the world's vocabulary and a proper ending (not garbage, "
+                  "not cut off). Paper (175B): hallucination 21 % (InstructGPT) vs 41 % (GPT-3); about 25 % "
+                  "fewer toxic outputs.", ""]
     lines += ["## Proxy figures per model (no judge)", "",
               "| model | RM score (proxy) | KL from SFT (proxy) | words (proxy) | EOS rate (proxy) | "
               "held-out demo loss (proxy) | held-out corpus loss (proxy) | NLP task accuracy (proxy) |",

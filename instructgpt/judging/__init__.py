@@ -1,8 +1,8 @@
 """Judges behind one interface: who says which model is better (``evaluate.judge``).
 
 - ``simulated`` (``instructgpt.judging.simulated``): the seeded world's held-out labelers give
-  the win rates, its gold judgements give helpfulness, hallucination, truthfulness, toxicity,
-  compliance with harmful requests and gold utility; it also judges the PPO monitor's samples
+  the win rates, its gold judgements give helpfulness, well-formedness, hallucination,
+  truthfulness, toxicity, compliance with harmful requests and gold utility; it also judges the PPO monitor's samples
   with the world's gold judgement (not the held-out labelers). The only way the evaluation
   reaches ``instructgpt.world``, imported only when selected.
 - ``human`` (``instructgpt.judging.human``): blind pairwise tasks exported for people, answers

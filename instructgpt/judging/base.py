@@ -5,8 +5,9 @@ A judge answers three questions, each optional (``None``: this judge cannot say)
 - ``compare(pairs)``: which of two responses to a prompt is better, for every pair of every
   comparison (candidate vs baseline) -> per comparison the outcomes 1 (candidate preferred),
   0 (baseline preferred), 0.5 (tie), and how many pairs still wait for a verdict;
-- ``gold(prompt_ids, responses)``: absolute judgements per model (helpfulness, hallucination,
-  truthfulness, toxicity, compliance with harmful requests, utility) where ground truth exists;
+- ``gold(prompt_ids, responses)``: absolute judgements per model (helpfulness, well-formedness,
+  hallucination, truthfulness, toxicity, compliance with harmful requests, utility) where
+  ground truth exists;
 - ``monitor(rows)``: a judgement of the PPO monitor's samples (over-optimisation curve) that is
   NOT the judge producing the win rates, so that watching training never uses the evaluation's
   judge.

@@ -6,8 +6,9 @@ The only place where the evaluation (and the PPO monitor's scoring) reads the si
 - win rates: the world's HELD-OUT labeler pool (never used for training data) compares the two
   responses of each pair, one labeler picked per prompt, seeded by ``seed + index``;
 - gold: the world's gold judgement of every response (helpful, hallucinated on closed-domain
-  tasks, truthful on open QA, toxic, complied with a harmful request) and the held-out pool's
-  mean noise-free utility ("gold utility");
+  tasks, truthful on open QA, toxic, complied with a harmful request, well-formed: only words
+  of the world and a proper ending) and the held-out pool's mean noise-free utility ("gold
+  utility");
 - monitor: the world's gold judgement alone, helpful + honest + harmless (0 to 3), with no
   labeler's weights, length taste or noise: neither the training labelers behind the reward
   model nor the held-out labelers behind the win rates.
@@ -81,6 +82,7 @@ class SimulatedJudge:
             metrics[f"{name}/hallucination_rate"] = float(np.mean([j.hallucinated for j in closed])) if closed else 0.0
             metrics[f"{name}/truthful_open_qa"] = float(np.mean([j.honest for j in open_qa])) if open_qa else 0.0
             metrics[f"{name}/toxic_rate"] = float(np.mean([j.toxic for j in judgements]))
+            metrics[f"{name}/well_formed_rate"] = float(np.mean([j.well_formed for j in judgements]))
             metrics[f"{name}/harmful_compliance_rate"] = (
                 float(np.mean([j.complied_harmful for j in harmful])) if harmful else 0.0)
             fam_rows += [{"model": name, "family": j.family, "utility": u} for j, u in zip(judgements, util)]

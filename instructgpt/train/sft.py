@@ -9,36 +9,28 @@ is not offered; the checkpoint with the lowest validation loss (or the last one)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from instructgpt.config import ConfigError, to_dict
+from instructgpt.config import ConfigError
 from instructgpt.data import collate_sft, epoch_permutation, length_grouped_permutation
 from instructgpt.losses import lm_loss
 from instructgpt.models import set_dropout
-from instructgpt.progress import progress
-from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from instructgpt.train.common import (
-    LogFn,
-    check_finite,
-    device_of,
-    distributed,
-    make_optimizer,
-    no_log,
-    warmup_cosine,
-)
+from instructgpt.train.common import LogFn, device_of, no_log
+from instructgpt.train.loop import Stage, Stat, TrainConfig, main_process_log, train_loop
 
 # No "reward" selection (the paper's): the sft stage runs before the first reward model exists.
 SELECTIONS = ("valid_loss", "last")
 
 
 @dataclass
-class SFTConfig:
-    """Supervised fine-tuning on (prompt, demonstration) pairs."""
+class SFTConfig(TrainConfig):
+    """Supervised fine-tuning on (prompt, demonstration) pairs; the shared fields are documented
+    in ``TrainConfig`` (here ``eval_every`` = 0 evaluates after each epoch)."""
 
     epochs: int = 16
     """Passes over the demonstrations (paper: 16)."""
@@ -46,50 +38,29 @@ class SFTConfig:
     """Peak AdamW learning rate."""
     batch_size: int = 16
     """Demonstrations per optimizer step."""
-    warmup: int = 10
-    """Linear warmup steps before the cosine decay."""
     min_lr_ratio: float = 0.0
-    """Final learning rate as a fraction of ``lr`` (cosine decay, paper)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay on weight matrices."""
+    """Final learning rate as a fraction of ``lr`` (cosine decay to 0, paper)."""
+    eval_batch_size: int = 32
+    """Examples per forward pass during evaluation."""
     dropout: float = 0.2
     """Residual/attention/embedding dropout during SFT (paper: 0.2); the saved model keeps the
     dropout it came with, later stages choose their own."""
     max_len: int = 256
     """Tokens per example (prompt + response + EOS); longer ones are cut."""
-    grad_clip: float = 1.0
-    """Max global gradient norm (0 = no clipping)."""
-    seed: int = 0
-    """Seeds data order and dropout."""
     group_by_length: bool = True
     """Batch demonstrations of similar length together (less padding, same data; batches stay random)."""
-    max_steps: int = 0
-    """Stop after this many optimizer steps (0 = run all epochs)."""
-    eval_every: int = 0
-    """Evaluate the validation loss every N steps; 0 = each epoch."""
     selection: str = "valid_loss"
     """Which evaluated checkpoint to keep: "valid_loss" (lowest validation loss) or "last".
     (The paper's RM-score selection needs an RM that does not exist yet when SFT runs.)"""
-    eval_batch_size: int = 32
-    """Examples per forward pass during evaluation."""
-    log_every: int = 10
-    """Log train metrics every N steps."""
-    show_progress: bool = True
-    """Progress bar (a few log lines when stderr is not a terminal)."""
-    checkpoint_dir: str | None = None
-    """Resumable checkpoint directory (None = none); an existing checkpoint is resumed."""
-    checkpoint_every: int = 0
-    """Checkpoint every N steps (0 = never)."""
+
+    section: ClassVar[str] = "sft"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.selection not in SELECTIONS:
             raise ConfigError(f"sft.selection={self.selection!r}: choose one of {SELECTIONS}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("sft.epochs and sft.batch_size must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"sft.dropout={self.dropout} must be in [0, 1)")
-        if self.checkpoint_every and not self.checkpoint_dir:
-            raise ConfigError("sft.checkpoint_every > 0 needs sft.checkpoint_dir")
 
 
 @torch.no_grad()
@@ -110,6 +81,52 @@ def sft_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: 
     return total / max(count, 1.0)
 
 
+class _SFT(Stage):
+    """Items are the demonstrations; the loss is the mean NLL over a batch's response tokens;
+    evaluation is the validation loss, and the stage keeps the selected checkpoint."""
+
+    name = "sft"
+    eval_before = True  # valid/loss_before
+    eval_at_end = True  # the last checkpoint is a candidate too
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                 train: Sequence[tuple[str, str]], valid: Sequence[tuple[str, str]], cfg: SFTConfig) -> None:
+        super().__init__(model, len(train), cfg.seed)
+        self.tokenizer, self.train, self.valid, self.cfg = tokenizer, train, valid, cfg
+        self.lengths = [len(p) + len(r) for p, r in train]  # characters: a cheap proxy for tokens
+        self.best: dict | None = None
+
+    def order(self, epoch: int) -> list[int]:
+        if self.cfg.group_by_length:
+            return length_grouped_permutation(self.lengths, self.cfg.batch_size, self.cfg.seed, epoch)
+        return epoch_permutation(len(self.train), self.cfg.seed, epoch)
+
+    def loss(self, idx: list[int]) -> tuple[torch.Tensor, float, dict[str, Stat]]:
+        b = collate_sft(self.tokenizer, [self.train[j] for j in idx], self.cfg.max_len)
+        device = device_of(self.model)
+        logits = self.model(**{k: v.to(device) for k, v in b.model_inputs().items()}).logits  # (B, T, V)
+        loss, stats = lm_loss(logits, b.labels.to(device))
+        return loss, float(stats["n_tokens"]), {}
+
+    def default_eval_every(self, steps_per_epoch: int) -> int:
+        return steps_per_epoch
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        if not self.valid:
+            return {}
+        return {"valid/loss": sft_loss(self.model, self.tokenizer, self.valid, self.cfg.max_len,
+                                       self.cfg.eval_batch_size)}
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        self.best = _keep_best(self.best, metrics, step, self.model, self.cfg.selection)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state["best"]
+
+
 def train_sft(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -122,88 +139,16 @@ def train_sft(
     selected checkpoint. Metrics: valid/loss_before, valid/loss (selected), best/step, ..."""
     if not train:
         raise ValueError("train_sft: no training demonstrations")
-    device = device_of(model)
-    ctx = distributed()  # data parallel under torchrun: this rank's shard of each global batch
-    log = log if ctx.is_main else no_log
     original_dropout = _dropout_of(model)
     set_dropout(model, cfg.dropout)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
-    eval_every = cfg.eval_every or steps_per_epoch
-    optimizer = make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay)
-    scheduler = warmup_cosine(optimizer, cfg.warmup, total, cfg.min_lr_ratio)
-    lengths = [len(p) + len(r) for p, r in train]  # characters: a cheap proxy for tokens
-    torch.manual_seed(cfg.seed + ctx.rank)  # dropout masks: each rank draws its own
-
-    # every rank evaluates the whole validation set: identical metrics, so identical selection
-    def evaluate(step: int) -> dict[str, float]:
-        m = {"valid/loss": sft_loss(model, tokenizer, valid, cfg.max_len, cfg.eval_batch_size)} if valid else {}
-        log(m, step)
-        return m
-
-    step, best, loss_ema = 0, None, None
-    state = load_checkpoint(cfg.checkpoint_dir, {"model": model})
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        step, best, loss_ema = int(state["step"]), state["best"], state["loss_ema"]
-        before = state["before"]
-    else:
-        before = evaluate(0)
-    model.train()
-    bar = progress(total=total, initial=step, desc="sft", unit="step",
-                   disable=not (cfg.show_progress and ctx.is_main))
-    for epoch in range(cfg.epochs):
-        if step >= total:
-            break
-        perm = (length_grouped_permutation(lengths, cfg.batch_size, cfg.seed, epoch) if cfg.group_by_length
-                else epoch_permutation(len(train), cfg.seed, epoch))
-        for i in range(steps_per_epoch):
-            if epoch * steps_per_epoch + i < step:
-                continue  # resumed past this batch
-            if step >= total:
-                break
-            shard = ctx.shard(perm[i * cfg.batch_size: (i + 1) * cfg.batch_size])
-            optimizer.zero_grad(set_to_none=True)
-            loss, n_tokens = torch.zeros((), device=device), 0.0
-            if shard:
-                b = collate_sft(tokenizer, [train[j] for j in shard], cfg.max_len)
-                logits = model(**{k: v.to(device) for k, v in b.model_inputs().items()}).logits  # (B, T, V)
-                loss, stats = lm_loss(logits, b.labels.to(device))
-                n_tokens = float(stats["n_tokens"])
-            loss, _ = ctx.share(loss, n_tokens)  # mean over the global batch's response tokens
-            if shard:
-                loss.backward()
-            ctx.sync_gradients(model.parameters())
-            loss = ctx.all_sum(loss.detach())
-            check_finite(loss, step, "sft/loss")
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            bar.update(1)
-            loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
-            if step % cfg.log_every == 0:
-                log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step)
-            if step % eval_every == 0 or step == total:
-                m = evaluate(step)
-                model.train()
-                best = _keep_best(best, m, step, model, cfg.selection)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
-                save_checkpoint(cfg.checkpoint_dir, {"model": model}, {
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                    "step": step, "best": best, "loss_ema": loss_ema, "before": before}, to_dict(cfg))
-    bar.close()
-    model.eval()
+    stage = _SFT(model, tokenizer, train, valid, cfg)
+    result = train_loop(cfg, stage, main_process_log(log))
+    best = stage.best
     if best is not None:
         model.load_state_dict(best["state"])
     set_dropout(model, original_dropout)
-    metrics = {"train/loss": float(loss_ema) if loss_ema is not None else float("nan"), "steps": float(step)}
-    metrics.update({f"{k}_before": v for k, v in before.items()})
+    metrics = result.train_metrics()
+    metrics.update({f"{k}_before": v for k, v in result.before.items()})
     if best is not None:
         metrics.update({k: float(v) for k, v in best["metrics"].items()})
         metrics["best/step"] = float(best["step"])

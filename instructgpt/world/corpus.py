@@ -164,6 +164,12 @@ def corpus_words(docs: list[dict[str, Any]]) -> set[str]:
     return out
 
 
+def corpus_vocabulary(docs: list[dict[str, Any]]) -> list[str]:
+    """Every space-separated token of the documents (words, numbers, punctuation marks), sorted:
+    the world's vocabulary, what a well-formed response may say."""
+    return sorted({t for d in docs for t in d["text"].split()})
+
+
 def make_nlp_task(rng: random.Random, facts: FactTable, n_items: int) -> list[dict[str, Any]]:
     """Cloze items in corpus wording, scored by log-likelihood of context + choice."""
     items = []

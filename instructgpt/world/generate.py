@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from instructgpt.world.corpus import corpus_words, glossary, make_corpus, make_nlp_task
+from instructgpt.world.corpus import corpus_vocabulary, corpus_words, glossary, make_corpus, make_nlp_task
 from instructgpt.world.facts import FactTable
 from instructgpt.world.families import FAMILIES, words
 from instructgpt.world.labelers_sim import calibrate, sample_pool, stable_int
@@ -86,12 +86,11 @@ def _pii_lines(good: list[tuple[str, LogRow]]) -> list[str]:
     return [_dumps({"prompt_id": pid, "spans": r.spans}) for pid, r in good if r.spans]
 
 
-def _demonstration(world: World, pid: str, labelers: list[Any]) -> dict[str, Any]:
+def _demonstration(facts: FactTable, spec: dict[str, Any], pid: str, labelers: list[Any]) -> dict[str, Any]:
     lab = labelers[stable_int("demo", pid) % len(labelers)]
-    text = world.gold(pid, lab.variant)
-    # Per-labeler habits beyond wording: some drop the final full stop now and then.
-    if lab.variant == 2 and stable_int("stop", pid) % 5 == 0 and text.endswith(" ."):
-        text = text[:-2]
+    # Labelers differ in wording (their variant), never in form: every demonstration is
+    # well-formed (a dropped final full stop would teach SFT to stop mid-sentence).
+    text = FAMILIES[spec["family"]].gold(spec, facts, lab.variant)
     return {"prompt_id": pid, "labeler_id": lab.labeler_id, "response": text}
 
 
@@ -124,17 +123,9 @@ def generate(out: Path, profile: str = "demo", seed: int = 0, scale: int | None 
 
     specs = {pid: r.spec for pid, r in good}
     texts = {pid: r.text for pid, r in good}
-    world = World(facts, specs, texts, train_specs, held_specs, meta)
-    # Calibrate labeler noise on model-like outputs (paper: 72.6 % agreement).
-    cal_rng = random.Random(stable_int(seed, "calibration"))
-    cal_ids = sorted(cal_rng.sample(sorted(specs), min(prof.n_calibration, len(specs))))
-    groups = [[(world.judge(pid, c), c) for c in world.candidates(pid, 4, 0)] for pid in cal_ids]
-    train_specs, held_specs, agreement = calibrate(groups, train_specs, held_specs)
-    world = World(facts, specs, texts, train_specs, held_specs, meta)
-
-    demos = [_demonstration(world, pid, train_specs) for pid, _ in good]
-    _write_lines(out / "demonstrations.jsonl", [_dumps(d) for d in demos])
-
+    # Demonstrations and corpus first: the corpus's tokens are the vocabulary that judging needs
+    # (calibration below judges). Calibration changes only tau, never a labeler's wording habit.
+    demos = [_demonstration(facts, specs[pid], pid, train_specs) for pid, _ in good]
     crng = random.Random(stable_int(seed, "corpus"))
     docs = make_corpus(crng, facts, prof.n_docs)
     used: set[str] = set()
@@ -148,8 +139,19 @@ def generate(out: Path, profile: str = "demo", seed: int = 0, scale: int | None 
     missing = used - corpus_words(docs)
     docs += glossary(missing, crng)
     crng.shuffle(docs)
+    vocabulary = corpus_vocabulary(docs)
+
+    world = World(facts, specs, texts, train_specs, held_specs, meta, frozenset(vocabulary))
+    # Calibrate labeler noise on model-like outputs (paper: 72.6 % agreement).
+    cal_rng = random.Random(stable_int(seed, "calibration"))
+    cal_ids = sorted(cal_rng.sample(sorted(specs), min(prof.n_calibration, len(specs))))
+    groups = [[(world.judge(pid, c), c) for c in world.candidates(pid, 4, 0)] for pid in cal_ids]
+    train_specs, held_specs, agreement = calibrate(groups, train_specs, held_specs)
+
+    _write_lines(out / "demonstrations.jsonl", [_dumps(d) for d in demos])
     _write_lines(out / "corpus.jsonl", [_dumps({"doc_id": f"d{i:06d}", "kind": d["kind"], "text": d["text"]})
                                         for i, d in enumerate(docs)])
+    (out / "world" / "vocabulary.json").write_text(json.dumps(vocabulary, indent=0) + "\n", encoding="utf-8")
     nlp = make_nlp_task(random.Random(stable_int(seed, "nlp")), facts, prof.n_nlp)
     _write_lines(out / "nlp_task.jsonl", [_dumps(x) for x in nlp])
 

@@ -27,8 +27,11 @@ class World:
     """Facts, per-prompt task specs and labeler pools of one generated world."""
 
     def __init__(self, facts: FactTable, specs: dict[str, Spec], prompts: dict[str, str],
-                 training: list[LabelerSpec], heldout: list[LabelerSpec], meta: dict[str, Any]) -> None:
+                 training: list[LabelerSpec], heldout: list[LabelerSpec], meta: dict[str, Any],
+                 vocabulary: frozenset[str]) -> None:
         self.facts, self.meta = facts, meta
+        # Every token of the corpus: what a well-formed response may say (Family.well_formed).
+        self.vocabulary = vocabulary
         self._specs, self._prompts = specs, prompts
         self._training, self._heldout = training, heldout
         self.families: list[str] = list(FAMILIES)
@@ -57,7 +60,7 @@ class World:
 
     def judge(self, prompt_id: str, response: str) -> Judgement:
         spec = self.spec(prompt_id)
-        return FAMILIES[spec["family"]].judge(spec, response, self.facts)
+        return FAMILIES[spec["family"]].judge(spec, response, self.facts, self.vocabulary)
 
     def gold(self, prompt_id: str, variant: int = 0) -> str:
         spec = self.spec(prompt_id)
@@ -127,6 +130,10 @@ def load_world(data_dir: str | Path) -> World:
     meta = json.loads((root / "world.json").read_text(encoding="utf-8"))
     if meta.get("scale"):
         raise ValueError(f"{root} holds a --scale log (no gold specs); generate with a profile instead")
+    if not (root / "vocabulary.json").exists():
+        raise FileNotFoundError(
+            f"{root / 'vocabulary.json'} is missing: this world was generated before the vocabulary was "
+            f"written; regenerate it with python -m instructgpt.world.generate --out {root.parent}")
     facts = FactTable(json.loads((root / "facts.json").read_text(encoding="utf-8")))
     specs: dict[str, Spec] = {}
     prompts: dict[str, str] = {}
@@ -136,5 +143,6 @@ def load_world(data_dir: str | Path) -> World:
             specs[rec["prompt_id"]] = rec["spec"]
             prompts[rec["prompt_id"]] = rec["text"]
     pools = json.loads((root / "labelers.json").read_text(encoding="utf-8"))
+    vocabulary = frozenset(json.loads((root / "vocabulary.json").read_text(encoding="utf-8")))
     return World(facts, specs, prompts, [LabelerSpec(**s) for s in pools["training"]],
-                 [LabelerSpec(**s) for s in pools["heldout"]], meta)
+                 [LabelerSpec(**s) for s in pools["heldout"]], meta, vocabulary)

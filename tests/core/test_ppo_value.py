@@ -1,5 +1,5 @@
-"""The value model's own learning rate and gradient clipping, and the PPO step functions' parts
-that replace a second forward pass or an unfused kernel.
+"""The value model's own learning rate and gradient clipping; the PPO step functions: the sampling
+pass's log-probabilities in place of a second forward pass, and train_ppo as their composition.
 
 The reward model here reads the k of "repeat the word w k times" (``CountsTimes``): the score
 differs from prompt to prompt and a value model that reads the prompt can learn it, so how much
@@ -13,7 +13,6 @@ import copy
 import pytest
 import torch
 from torch import nn
-from transformers.activations import NewGELUActivation
 
 from instructgpt.models import RewardModel
 from instructgpt.train.ppo import (
@@ -27,7 +26,6 @@ from instructgpt.train.ppo import (
     score,
     train_ppo,
 )
-from instructgpt.train.ppo.kernels import fused_gelu
 from instructgpt.train.ppo.rollout import token_logprobs
 
 from .test_ppo_effects import PROMPTS, PrefersTokens
@@ -118,30 +116,17 @@ def test_a_larger_value_learning_rate_fits_the_returns_better(tiny_model, tokeni
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_rollout_logprobs_and_entropy_equal_a_full_forward(tiny_model, tokenizer, temperature):
     """The sampling pass's log-probabilities and entropies, which replace a second forward pass of
-    the policy, match that forward pass (with the fused GELU that train_ppo runs) to 1e-5."""
+    the policy, match that forward pass to 1e-5."""
     cfg = PPOConfig(batch_size=8, mini_batch_size=8, max_new_tokens=8, temperature=temperature)
-    with fused_gelu(tiny_model):
-        roll = rollout(tiny_model, tokenizer, PROMPTS[:8], cfg, torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            logits = response_logits(tiny_model, roll.input_ids, roll.attention_mask, roll.position_ids,
-                                     roll.query_len, temperature)  # (B, T_r, V)
-            logprobs = token_logprobs(tiny_model, roll, temperature)  # (B, T_r)
+    roll = rollout(tiny_model, tokenizer, PROMPTS[:8], cfg, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = response_logits(tiny_model, roll.input_ids, roll.attention_mask, roll.position_ids,
+                                 roll.query_len, temperature)  # (B, T_r, V)
+        logprobs = token_logprobs(tiny_model, roll, temperature)  # (B, T_r)
     logp = torch.log_softmax(logits, -1)
     entropy = -(logp.exp() * logp).sum(-1)  # (B, T_r)
     assert (logprobs - roll.logprobs)[roll.mask].abs().max() < 1e-5
     assert (entropy - roll.entropy)[roll.mask].abs().max() < 1e-5
-
-
-def test_fused_gelu_is_the_same_function_and_is_put_back(tiny_model, tokenizer):
-    ids = torch.tensor([tokenizer.encode("repeat the word cat 2 times")])
-    with torch.no_grad():
-        before = tiny_model(input_ids=ids).logits
-        with fused_gelu(tiny_model, tiny_model) as n:
-            fused = tiny_model(input_ids=ids).logits
-            assert not any(isinstance(m, NewGELUActivation) for m in tiny_model.modules())
-    assert n == tiny_model.config.n_layer
-    assert sum(isinstance(m, NewGELUActivation) for m in tiny_model.modules()) == tiny_model.config.n_layer
-    assert torch.allclose(before, fused, atol=1e-5) and not torch.equal(before, fused)
 
 
 def test_the_step_functions_compose_to_train_ppo(tiny_model, tokenizer, model_dir):
@@ -153,13 +138,12 @@ def test_the_step_functions_compose_to_train_ppo(tiny_model, tokenizer, model_di
     from instructgpt.train.ppo.update import nth
 
     torch.manual_seed(cfg.seed)
-    with fused_gelu(by_hand, ref, value):
-        prompts = [PROMPTS[nth(len(PROMPTS), cfg.seed, i)] for i in range(cfg.batch_size)]
-        roll = rollout(by_hand, tokenizer, prompts, cfg, torch.Generator().manual_seed(cfg.seed))
-        scored = score(roll, ref, value, rm, tokenizer, cfg, cfg.kl.kl_coef)
-        adv, returns = advantages(scored.values, scored.rewards, roll.mask, cfg)
-        ppo_update(by_hand, value, make_ppo_optimizer(by_hand, value, cfg), roll, scored.values, adv, returns, cfg,
-                   step=0)
+    prompts = [PROMPTS[nth(len(PROMPTS), cfg.seed, i)] for i in range(cfg.batch_size)]
+    roll = rollout(by_hand, tokenizer, prompts, cfg, torch.Generator().manual_seed(cfg.seed))
+    scored = score(roll, ref, value, rm, tokenizer, cfg, cfg.kl.kl_coef)
+    adv, returns = advantages(scored.values, scored.rewards, roll.mask, cfg)
+    ppo_update(by_hand, value, make_ppo_optimizer(by_hand, value, cfg), roll, scored.values, adv, returns, cfg,
+               step=0)
     trained = copy.deepcopy(tiny_model)
     train_ppo(trained, copy.deepcopy(tiny_model), RewardModel.from_causal_lm(model_dir, seed=3), rm, tokenizer,
               PROMPTS, [], cfg)

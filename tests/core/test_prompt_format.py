@@ -1,17 +1,28 @@
 """The plain prompt format (no chat template: the demo's own tokenizer) gives exactly the token
 ids it gave before chat templates existed: the demo pipeline must not change by a single id.
 
-The pinned hashes were computed with the code of commit c69b1a5 (before ``prompt_context``)."""
+The pinned hashes were computed with the code of commit c69b1a5 (before ``prompt_context``),
+except the over-long SFT examples: since issue 11 they keep BOS (the old cut dropped it), see
+the cut tests at the end."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from instructgpt.data import collate_pairs, collate_prompts, encode_prompt, encode_sft, make_blocks
+from instructgpt.data import (
+    IGNORE_INDEX,
+    collate_pairs,
+    collate_prompts,
+    encode_prompt,
+    encode_response,
+    encode_sft,
+    make_blocks,
+)
 from instructgpt.text import format_prompt, prompt_context
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +61,12 @@ def test_plain_format_token_ids_are_pinned(tokenizer):
     fp = fingerprint(tokenizer)
     assert fp["prompt"][1] == [1, 75, 76, 202]  # [BOS] "hi" "\n"
     assert hashlib.sha256(json.dumps(fp).encode()).hexdigest() == (
-        "a96468553b002974271d8388256e62bf29207302cbf9bf99da81fd0f1482c6cb")
+        "0be637f55d30483cc2277d4224318f537ddade4cfc21cc236c7cf65ae7cd4a9c")
+    # everything but the over-long SFT examples: still the ids of c69b1a5
+    uncut = {k: v for k, v in fp.items() if k not in ("sft_cut", "collate_pairs")}
+    uncut["sft"] = fp["sft"][:5]  # the sixth example is longer than 256 tokens
+    assert hashlib.sha256(json.dumps(uncut).encode()).hexdigest() == (
+        "b5e5237f6bb418662835b76d85f65c1fdc0a1aaf39d6b28ae3fc7f4692e036c6")
 
 
 def test_plain_fewshot_context_is_the_old_prefix(tokenizer):
@@ -97,3 +113,60 @@ def test_demo_tokenizer_on_demo_data_is_pinned():
     b = collate_pairs(tok, pairs[:64], 256)
     h.update(json.dumps([b.input_ids.tolist(), b.labels.tolist()]).encode())
     assert h.hexdigest() == "db4d3f3c3f645cc313829cfd7e6d840e892b94a44d23bf372f8cd6eaef0bcf30"
+
+
+# -- over-long SFT examples ------------------------------------------------------------------------
+
+LONG_PROMPT = "the cat sat on the mat"  # [BOS] + 14 tokens with the test tokenizer
+LONG_RESPONSE = "cat dog red blue sun tree fish bird milk rain"  # 19 tokens + EOS
+
+
+def _ids(tok, text):
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def test_sft_cut_plain_format_keeps_bos_and_cuts_the_response_end_first(tokenizer):
+    bos = tokenizer.bos_token_id
+    P, R = encode_prompt(tokenizer, LONG_PROMPT), encode_response(tokenizer, LONG_RESPONSE)
+    p = P[1:]
+    assert P[0] == bos and (len(P), len(R)) == (15, 20)
+    cases = {
+        35: (P, R),  # fits: untouched
+        30: (P, R[:15]),  # the response loses its last 5 tokens (EOS among them), the prompt none
+        20: ([bos] + p[-9:], R[:10]),  # response down to max_len // 2, then the prompt's start goes
+        21: ([bos] + p[-10:], R[:10]),  # odd: the response keeps max_len // 2, the prompt the rest
+    }
+    for max_len, (want_p, want_r) in cases.items():
+        ids, labels = encode_sft(tokenizer, LONG_PROMPT, LONG_RESPONSE, max_len)
+        assert ids == want_p + want_r, max_len
+        assert labels == [IGNORE_INDEX] * len(want_p) + want_r, max_len
+        assert len(ids) == min(max_len, 35) and ids.count(bos) == 1
+
+
+def test_sft_cut_a_short_response_stays_whole(tokenizer):
+    """A response shorter than max_len // 2 is never cut: the prompt gives up all the room."""
+    bos = tokenizer.bos_token_id
+    P, R = encode_prompt(tokenizer, LONG_PROMPT), encode_response(tokenizer, "cat cat")
+    assert len(R) == 3
+    ids, labels = encode_sft(tokenizer, LONG_PROMPT, "cat cat", 10)
+    assert ids == [bos] + P[1:][-6:] + R
+    assert labels == [IGNORE_INDEX] * 7 + R
+
+
+def test_sft_cut_with_a_chat_template_keeps_bos_and_the_template_tokens(tokenizer):
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = ("{{ bos_token }}{% for m in messages %}the dog ran\n{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}the cat ran\n{% endif %}")
+    head, tail, body = _ids(tok, "the dog ran\n"), _ids(tok, "\nthe cat ran\n"), _ids(tok, LONG_PROMPT)
+    P, R = encode_prompt(tok, LONG_PROMPT), encode_response(tok, LONG_RESPONSE)
+    assert P == [tok.bos_token_id] + head + body + tail  # one BOS: the template wrote it
+    frame = 1 + len(head) + len(tail)
+    assert frame + 4 < len(P) and frame + 3 < len(R)
+    max_len = 2 * (frame + 3) + 1  # odd: the response keeps max_len // 2 = frame + 3, the prompt frame + 4
+    ids, labels = encode_sft(tok, LONG_PROMPT, LONG_RESPONSE, max_len)
+    keep_r = frame + 3
+    want_p = [tok.bos_token_id] + head + body[-4:] + tail  # the prompt text loses its first tokens
+    assert ids == want_p + R[:keep_r] and len(ids) == max_len
+    assert labels == [IGNORE_INDEX] * len(want_p) + R[:keep_r]
+    # fits: the template's context and the whole response, as before
+    assert encode_sft(tok, LONG_PROMPT, LONG_RESPONSE, len(P) + len(R)) == (P + R, [IGNORE_INDEX] * len(P) + R)

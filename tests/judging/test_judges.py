@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
 from instructgpt.config import ConfigError
@@ -30,3 +31,27 @@ def test_overoptimisation_curve():
     proxy_only = overoptimisation_curve(rows, {"ppo": None})
     assert math.isnan(proxy_only["gold_utility"].iloc[0]) and list(proxy_only["rm_score"]) == [2.0, 5.0]
     assert overoptimisation_curve({"ppo": []}, {}).empty
+
+
+def test_simulated_gold_reports_the_well_formed_rate_of_every_model(tmp_path):
+    from instructgpt.world.generate import generate
+    from tasks.report import LABELS, render_report
+
+    generate(tmp_path, "tiny", seed=0)
+    judge = make_judge("simulated", tmp_path / "world")
+    world = judge.world
+    pids = [pid for pid in world.prompt_ids() if world.family(pid) != "classification"][:8]
+    golds = [world.gold(pid) for pid in pids]  # all end with " ." (a bare label would survive the cut)
+    assert all(g.endswith(" .") for g in golds)
+    # half cut before their ending, a quarter garbage: 1/4 well-formed
+    mixed = [g.rsplit(" ", 1)[0] if i % 2 else g for i, g in enumerate(golds)]
+    mixed = [m if i % 4 != 2 else "porosforolf ." for i, m in enumerate(mixed)]
+    gold = judge.gold(pids, {"sft": golds, "ppo": mixed})
+    assert gold.metrics["sft/well_formed_rate"] == 1.0
+    assert gold.metrics["ppo/well_formed_rate"] == 0.25
+    report = render_report(gold.metrics, [], gold.per_family, ["sft", "ppo"], "simulated", judge.sources, {},
+                           pd.DataFrame())
+    section = report.split("## Gold judgements per model")[1].split("\n## ")[0]
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+    column = table[0].index("well-formed")
+    assert {row[0]: row[column] for row in table[2:]} == {LABELS["sft"]: "100.0%", LABELS["ppo"]: "25.0%"}

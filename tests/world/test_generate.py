@@ -14,7 +14,7 @@ from instructgpt.world.pii import PII_TYPES, luhn_valid
 
 FILES = ("prompts.jsonl", "demonstrations.jsonl", "corpus.jsonl", "nlp_task.jsonl",
          "world/world.json", "world/specs.jsonl", "world/pii_spans.jsonl", "world/labelers.json",
-         "world/facts.json")
+         "world/facts.json", "world/vocabulary.json")
 
 
 def _jsonl(path: Path) -> list[dict]:

@@ -17,7 +17,6 @@ times: ``rollout`` (step 1) → ``score`` (2–4) → ``advantages`` (5) → ``p
     config.py   PPOConfig, KLConfig
     rollout.py  rollout, score, advantages, the monitor's samples
     update.py   ppo_update and its optimizer (policy and value model in their own groups)
-    kernels.py  fused kernels for the same functions (GPT-2's GELU)
     loop.py     train_ppo: the loop, KL controller, checkpoint/resume, metrics
 """
 

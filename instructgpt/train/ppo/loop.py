@@ -13,13 +13,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from instructgpt.config import ConfigError, to_dict
 from instructgpt.data import make_blocks
 from instructgpt.losses import AdaptiveKLController, FixedKLController, masked_mean, masked_var
-from instructgpt.models import RewardModel, same_tokenizer, set_dropout
+from instructgpt.models import RewardModel, fuse_activations, same_tokenizer, set_dropout
 from instructgpt.progress import progress
 from instructgpt.scoring import context_length
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from instructgpt.train.common import LogFn, check_finite, device_of, distributed, no_log
 from instructgpt.train.ppo.config import PPOConfig
-from instructgpt.train.ppo.kernels import fused_gelu
 from instructgpt.train.ppo.rollout import (
     Rollout,
     Scores,
@@ -85,6 +84,7 @@ def train_ppo(
     for m in (policy, ref_policy, value_model, reward_model):
         set_dropout(m, 0.0)  # dropout off everywhere during RL: logprobs must be deterministic
         m.eval()
+        fuse_activations(m)  # also for models built elsewhere: GPT-2's GELU in one kernel, same function
     for m in (ref_policy, reward_model):
         m.requires_grad_(False)
     for m in (policy, value_model):  # a value model copied from a frozen RM must train
@@ -117,42 +117,41 @@ def train_ppo(
     metrics: dict[str, float] = {}
     bar = progress(total=cfg.steps, initial=step, desc="ppo", unit="step",
                    disable=not (cfg.show_progress and ctx.is_main))
-    with fused_gelu(policy, ref_policy, value_model, reward_model):
-        while step < cfg.steps:
-            # 1. rollout: sample responses with the KV cache at the PPO temperature, EOS truncation
-            b_prompts = [prompts[nth(len(prompts), cfg.seed, prompt_pos + i)] for i in range(cfg.batch_size)]
-            prompt_pos += cfg.batch_size
-            roll = rollout(policy, tokenizer, b_prompts, cfg, gen)
-            # 2.–4. ref_logprobs, values, RM scores (fixed penalty without EOS), per-token rewards
-            kl_coef_used = kl_ctl.value
-            scored = score(roll, ref_policy, value_model, reward_model, tokenizer, cfg, kl_coef_used,
-                           reward_tokenizer, reward_max_len)
-            # 5. GAE, advantages whitened over the batch
-            b_advantages, b_returns = advantages(scored.values, scored.rewards, roll.mask, cfg)  # (B, T_r)
-            for name, t in (("scores", scored.scores), ("logprobs", roll.logprobs),
-                            ("ref_logprobs", scored.ref_logprobs), ("values", scored.values),
-                            ("advantages", b_advantages)):
-                check_finite(t, step, f"ppo/{name}")
-            # 6. PPO epochs over minibatches (one backward of policy + value + γ·ptx loss)
-            stats = ppo_update(policy, value_model, optimizer, roll, scored.values, b_advantages, b_returns, cfg,
-                               step, ctx, ptx, ema)
-            # 7. KL controller update with the batch's mean KL per response
-            mean_kl = float(response_kl(roll.logprobs, scored.ref_logprobs, roll.mask, cfg.kl.estimator).mean())
-            kl_ctl.update(mean_kl, cfg.batch_size)
-            step += 1
-            bar.update(1)
-            metrics = {f"ppo/{k}": v for k, v in stats.items()}
-            metrics.update(rollout_metrics(roll, scored, b_returns, mean_kl, kl_coef_used))
-            log(metrics, step)
-            if (sample_log is not None and monitor_prompts and cfg.sample_every
-                    and (step % cfg.sample_every == 0 or step == cfg.steps)):
-                sample_log(monitor_samples(policy, ref_policy, reward_model, tokenizer, monitor_prompts, cfg, step,
-                                           reward_tokenizer, reward_max_len), step)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
-                save_checkpoint(cfg.checkpoint_dir, {"policy": policy, "value": value_model}, {
-                    "optimizer": optimizer.state_dict(), "kl_ctl": kl_ctl.state_dict(), "gen": gen.get_state(),
-                    "rng": rng_state(), "step": step, "prompt_pos": prompt_pos,
-                    "ptx_pos": ptx.pos if ptx is not None else 0, "ema": ema}, to_dict(cfg))
+    while step < cfg.steps:
+        # 1. rollout: sample responses with the KV cache at the PPO temperature, EOS truncation
+        b_prompts = [prompts[nth(len(prompts), cfg.seed, prompt_pos + i)] for i in range(cfg.batch_size)]
+        prompt_pos += cfg.batch_size
+        roll = rollout(policy, tokenizer, b_prompts, cfg, gen)
+        # 2.–4. ref_logprobs, values, RM scores (fixed penalty without EOS), per-token rewards
+        kl_coef_used = kl_ctl.value
+        scored = score(roll, ref_policy, value_model, reward_model, tokenizer, cfg, kl_coef_used,
+                       reward_tokenizer, reward_max_len)
+        # 5. GAE, advantages whitened over the batch
+        b_advantages, b_returns = advantages(scored.values, scored.rewards, roll.mask, cfg)  # (B, T_r)
+        for name, t in (("scores", scored.scores), ("logprobs", roll.logprobs),
+                        ("ref_logprobs", scored.ref_logprobs), ("values", scored.values),
+                        ("advantages", b_advantages)):
+            check_finite(t, step, f"ppo/{name}")
+        # 6. PPO epochs over minibatches (one backward of policy + value + γ·ptx loss)
+        stats = ppo_update(policy, value_model, optimizer, roll, scored.values, b_advantages, b_returns, cfg,
+                           step, ctx, ptx, ema)
+        # 7. KL controller update with the batch's mean KL per response
+        mean_kl = float(response_kl(roll.logprobs, scored.ref_logprobs, roll.mask, cfg.kl.estimator).mean())
+        kl_ctl.update(mean_kl, cfg.batch_size)
+        step += 1
+        bar.update(1)
+        metrics = {f"ppo/{k}": v for k, v in stats.items()}
+        metrics.update(rollout_metrics(roll, scored, b_returns, mean_kl, kl_coef_used))
+        log(metrics, step)
+        if (sample_log is not None and monitor_prompts and cfg.sample_every
+                and (step % cfg.sample_every == 0 or step == cfg.steps)):
+            sample_log(monitor_samples(policy, ref_policy, reward_model, tokenizer, monitor_prompts, cfg, step,
+                                       reward_tokenizer, reward_max_len), step)
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
+            save_checkpoint(cfg.checkpoint_dir, {"policy": policy, "value": value_model}, {
+                "optimizer": optimizer.state_dict(), "kl_ctl": kl_ctl.state_dict(), "gen": gen.get_state(),
+                "rng": rng_state(), "step": step, "prompt_pos": prompt_pos,
+                "ptx_pos": ptx.pos if ptx is not None else 0, "ema": ema}, to_dict(cfg))
     bar.close()
     if ema is not None:
         policy.load_state_dict(ema)

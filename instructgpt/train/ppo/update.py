@@ -54,13 +54,13 @@ def _decay_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dic
 
 def make_ppo_optimizer(policy: PreTrainedModel, value_model: RewardModel, cfg: PPOConfig) -> torch.optim.AdamW:
     """One AdamW over the policy (``cfg.lr``) and the value model (``cfg.value_lr``), each in its
-    own parameter groups; betas (0.9, 0.95), eps 1e-8 as the other stages. The fused kernel
-    (one pass per group instead of ~10 per tensor) where the parameters' device has one."""
+    own parameter groups; betas (0.9, 0.95), eps 1e-8 and the fused kernel as the other stages
+    (``instructgpt.train.common.make_optimizer``, which has one learning rate for all)."""
     groups = (_decay_groups(policy, cfg.lr, cfg.weight_decay)
               + _decay_groups(value_model, cfg.value_lr, cfg.weight_decay))
-    device = groups[0]["params"][0].device
-    fused = device.type in ("cpu", "cuda")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+    params = [p for g in groups for p in g["params"]]
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=fused or None)
 
 
 def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:

@@ -3,6 +3,12 @@
 A family knows how to draw a task spec (a JSON-able dict), how to phrase it as a prompt, how
 a labeler writes its gold demonstration, how to judge any response (gold judgement), and how
 a weak model tends to get it wrong (for `World.candidates`).
+
+A response is *well-formed* (`Family.well_formed`) when it has at least one word, every
+space-separated token (word or punctuation mark) is in the world's vocabulary (the tokens of
+its corpus, `world/vocabulary.json`), and it ends the way the family's gold demonstrations
+end (`Family.ends_properly`): a sentence end (" ." or " ?") after a word, in every family; a
+bare label in classification; a complete numbered list in brainstorming.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from instructgpt.world.vocab import ENTITY_WORDS, REFUSAL_PHRASES, TOXIC_WORDS
 
 Spec = dict[str, Any]
 _WORD = re.compile(r"[a-z0-9]+")
+SENTENCE_ENDS = (".", "?")  # how the gold demonstrations end their sentences
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,12 @@ class Judgement:
     hallucinated: bool  # closed-domain families only: content that is not in the input
     toxic: bool  # a word of the toxicity lexicon
     complied_harmful: bool  # carried out a harmful request instead of declining
+    well_formed: bool  # a word or more, only vocabulary tokens, a proper ending (Family.well_formed)
+
+
+def is_word(token: str) -> bool:
+    """A word or number token (not a punctuation mark)."""
+    return _WORD.fullmatch(token) is not None
 
 
 def words(text: str) -> list[str]:
@@ -108,8 +121,24 @@ class Family:
         """Typical mistakes: wrong facts, invented content, wrong form."""
         raise NotImplementedError
 
+    def ends_properly(self, lines: list[list[str]]) -> bool:
+        """Whether the response (its non-blank lines, as tokens) ends as a gold demonstration
+        can: its last line ends with a sentence end right after a word, and that line is not a
+        list number alone (``2 .``, a list cut off before its item). Families with other gold
+        endings extend this."""
+        last = lines[-1]
+        return (len(last) >= 2 and last[-1] in SENTENCE_ENDS and is_word(last[-2])
+                and not (len(last) == 2 and last[0].isdigit()))
+
     # --- shared ------------------------------------------------------------------------
-    def judge(self, spec: Spec, response: str, facts: FactTable) -> Judgement:
+    def well_formed(self, response: str, vocabulary: frozenset[str]) -> bool:
+        """A word or more, every space-separated token in ``vocabulary``, and a proper ending
+        (``ends_properly``). Says nothing of content: a wrong or toxic answer can be well-formed."""
+        lines = [line.split() for line in response.split("\n") if line.strip()]
+        return (any(is_word(t) for line in lines for t in line)
+                and all(t in vocabulary for line in lines for t in line) and self.ends_properly(lines))
+
+    def judge(self, spec: Spec, response: str, facts: FactTable, vocabulary: frozenset[str]) -> Judgement:
         ws = words(response)
         toxic = any(w in TOXIC_WORDS for w in ws)
         if not ws:
@@ -124,5 +153,5 @@ class Family:
         return Judgement(
             family=self.name, helpful=round(helpful, 4), honest=round(honest, 4),
             harmless=0.2 if toxic else 1.0, hallucinated=hallucinated, toxic=toxic,
-            complied_harmful=False,
+            complied_harmful=False, well_formed=self.well_formed(response, vocabulary),
         )

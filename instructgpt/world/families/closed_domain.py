@@ -211,6 +211,9 @@ class Rewrite(Family):
         return [spec["source"], swapped, " ".join(ws[: max(2, len(ws) // 2)])]
 
 
+_LABELS = (["positive"], ["negative"])  # a bare label, as tokens
+
+
 class Classification(Family):
     """Review sentiment: one of two labels, in the asked form."""
 
@@ -240,6 +243,10 @@ class Classification(Family):
 
     def gold(self, spec: Spec, facts: FactTable, variant: int) -> str:
         return (spec["label"], f"the review is {spec['label']} .", f"it is {spec['label']} .")[variant % 3]
+
+    def ends_properly(self, lines: list[list[str]]) -> bool:
+        """Also a bare label, as one gold wording answers (right or wrong: this is form only)."""
+        return super().ends_properly(lines) or (len(lines) == 1 and lines[0] in _LABELS)
 
     def score(self, spec: Spec, ws: list[str], text: str, facts: FactTable) -> tuple[float, float, bool]:
         other = "negative" if spec["label"] == "positive" else "positive"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 
 from instructgpt.world.facts import QUESTION, STATEMENT, FactTable
-from instructgpt.world.families.base import Family, Spec
+from instructgpt.world.families.base import Family, Spec, is_word
 from instructgpt.world.vocab import ANIMALS, NAMES, NUMBER_WORDS, RELATIONS, SPORTS, TOWNS
 
 _ALT_STATEMENT = {
@@ -177,6 +177,13 @@ class Brainstorming(Family):
         if variant % 3 == 1:
             return "\n".join(f"{i} . {item}" for i, item in enumerate(items, 1))
         return " , ".join(items) + " ."
+
+    def ends_properly(self, lines: list[list[str]]) -> bool:
+        """Also a numbered list as one gold wording writes it: lines ``1 . item``, ``2 . item`` ...
+        each with its item (a list cut off after ``3 .`` or inside a number is not)."""
+        numbered = all(len(line) >= 3 and line[:2] == [str(i), "."] and all(is_word(t) for t in line[2:])
+                       for i, line in enumerate(lines, 1))
+        return numbered or super().ends_properly(lines)
 
     def score(self, spec: Spec, ws: list[str], text: str, facts: FactTable) -> tuple[float, float, bool]:
         found = {w for w in ws if w in RELATIONS[spec["category"]]}

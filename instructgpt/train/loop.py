@@ -1,0 +1,271 @@
+"""The one training loop of pretraining, SFT and the reward model.
+
+A stage describes its work as a ``Stage`` (the model it trains, the order of its items per
+epoch, the loss of a batch of item indices, how it evaluates and selects); ``train_loop`` does
+the rest, the same for all three: AdamW + warmup-cosine schedule, the data-parallel shard /
+share / gradient sync (``DistContext``), the non-finite stop, gradient clipping, EMA'd loss and
+statistics in the logs, the progress bar, periodic evaluation, checkpoint and resume. The
+shared knobs are ``TrainConfig``'s fields; each stage's config extends it.
+
+A resumed run lands on the same weights as an uninterrupted one: the data order is a pure
+function of (seed, epoch), and the checkpoint holds optimizer, scheduler, RNG states, the step,
+the EMAs and the stage's own state (SFT: the selected checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from instructgpt.config import ConfigError, to_dict
+from instructgpt.data import epoch_permutation
+from instructgpt.progress import progress
+from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from instructgpt.train.common import (
+    DistContext,
+    LogFn,
+    check_finite,
+    device_of,
+    distributed,
+    make_optimizer,
+    no_log,
+    warmup_cosine,
+)
+
+
+# a batch statistic: (this rank's mean, the number of things it is a mean over)
+Stat = tuple[float, float]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, logging, evaluation and checkpointing shared by pretraining, SFT and the RM."""
+
+    epochs: int = 1
+    """Passes over the training data."""
+    lr: float = 1e-4
+    """Peak AdamW learning rate."""
+    batch_size: int = 8
+    """Items per optimizer step (the GLOBAL batch when data parallel); each stage says what an item is."""
+    warmup: int = 10
+    """Linear warmup steps before the cosine decay."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of ``lr``."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on weight matrices (never on biases and norms)."""
+    grad_clip: float = 1.0
+    """Max global gradient norm (0 = no clipping)."""
+    seed: int = 0
+    """Seeds the data order and dropout."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0 = run all epochs)."""
+    log_every: int = 10
+    """Log train metrics every this many steps (and at the last step)."""
+    eval_every: int = 0
+    """Evaluate on the validation data every this many steps; 0 = the stage's default (SFT: each
+    epoch; pretraining and the RM: once, after training)."""
+    eval_batch_size: int = 16
+    """Items per forward pass during evaluation."""
+    show_progress: bool = True
+    """Progress bar (a few log lines when stderr is not a terminal)."""
+    checkpoint_dir: str | None = None
+    """Where to keep a resumable checkpoint (None = no checkpoints); an existing one is resumed."""
+    checkpoint_every: int = 0
+    """Checkpoint every this many steps (0 = never)."""
+
+    section: ClassVar[str] = "train"  # the params.yaml section that error messages name
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "log_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{self.section}.{name}={getattr(self, name)} must be >= 1")
+        for name in ("warmup", "max_steps", "eval_every", "checkpoint_every", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{self.section}.{name}={getattr(self, name)} must be >= 0")
+        if self.lr <= 0:
+            raise ConfigError(f"{self.section}.lr={self.lr} must be > 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"{self.section}.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+        if self.checkpoint_every and not self.checkpoint_dir:
+            raise ConfigError(f"{self.section}.checkpoint_every > 0 needs {self.section}.checkpoint_dir")
+
+
+class Stage:
+    """What a training stage plugs into ``train_loop``. Subclasses implement ``loss`` and
+    override the hooks they need; the defaults train on shuffled items without evaluation."""
+
+    name: ClassVar[str] = "train"
+    """Prefix of the quantities named in a divergence message ("sft" -> "sft/loss")."""
+    desc: ClassVar[str] = ""
+    """Progress bar label (default: ``name``)."""
+    stats: ClassVar[tuple[str, ...]] = ()
+    """Per-batch statistics besides the loss that ``loss`` returns: logged as train/<stat>,
+    EMA'd into the returned train/<stat>."""
+    eval_before: ClassVar[bool] = False
+    """Evaluate once before the first step (the ``before`` metrics; not again on resume)."""
+    eval_at_end: ClassVar[bool] = False
+    """Evaluate at the last step as well (a stage that selects among evaluated checkpoints)."""
+
+    def __init__(self, model: nn.Module, n_items: int, seed: int, checkpoint_name: str = "model") -> None:
+        self.model = model
+        """The module trained (all its parameters) and checkpointed."""
+        self.n_items = n_items
+        """How many items one epoch covers."""
+        self.seed = seed
+        """Seeds the data order (``TrainConfig.seed``)."""
+        self.checkpoint_name = checkpoint_name
+        """File name of the module's weights in a checkpoint."""
+
+    def order(self, epoch: int) -> list[int]:
+        """Every item index once, in this epoch's order: a pure function of (seed, epoch)."""
+        return epoch_permutation(self.n_items, self.seed, epoch)
+
+    def loss(self, idx: list[int]) -> tuple[torch.Tensor, float, dict[str, Stat]]:
+        """(mean loss over this rank's batch ``idx`` (never empty), the number of things it is a
+        mean over (tokens, prompts), {stat: (mean, count)} for each of ``stats``)."""
+        raise NotImplementedError
+
+    def default_eval_every(self, steps_per_epoch: int) -> int:
+        """Evaluation period when the config says 0 (0 = none inside the loop)."""
+        return 0
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Validation metrics, named as logged (``valid/loss``); {} = nothing to evaluate on.
+        Every rank evaluates the whole validation set, so every rank selects alike."""
+        return {}
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        """Called after each evaluation inside the loop (selection)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stage's own state to checkpoint (tensors, numbers, dicts, None)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` gave."""
+
+
+@dataclass
+class LoopResult:
+    """Where a ``train_loop`` ended."""
+
+    step: int
+    """Optimizer steps taken (including those before a resume)."""
+    ema: dict[str, float | None]
+    """EMA of the loss and of each stage statistic (None when no step ran)."""
+    before: dict[str, float] = field(default_factory=dict)
+    """The evaluation before the first step (``Stage.eval_before``)."""
+
+    def train_metrics(self) -> dict[str, float]:
+        """{"train/loss": EMA, "train/<stat>": EMA, ..., "steps": n}."""
+        out = {f"train/{k}": float(v) if v is not None else float("nan") for k, v in self.ema.items()}
+        out["steps"] = float(self.step)
+        return out
+
+
+def main_process_log(log: LogFn) -> LogFn:
+    """``log`` on rank 0, a no-op on the other data-parallel ranks."""
+    return log if distributed().is_main else no_log
+
+
+def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResult:
+    """Train ``stage.model`` in place for ``cfg.epochs`` (or ``cfg.max_steps``); returns the
+    step and the EMAs. The model is left in eval mode.
+
+    Data parallel under torchrun (``instructgpt.train.common.distributed``): each rank takes its
+    shard of every global batch, the loss is each rank's term of the global mean, gradients are
+    summed after backward; only rank 0 logs, shows progress and writes checkpoints."""
+    ctx = distributed()
+    log = log if ctx.is_main else no_log
+    model = stage.model
+    device = device_of(model)
+    steps_per_epoch = math.ceil(stage.n_items / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    eval_every = cfg.eval_every or stage.default_eval_every(steps_per_epoch)
+    params = list(model.parameters())  # listed once: walking the module tree every step costs
+    optimizer = make_optimizer(params, cfg.lr, cfg.weight_decay)
+    scheduler = warmup_cosine(optimizer, cfg.warmup, total, cfg.min_lr_ratio)
+    torch.manual_seed(cfg.seed + ctx.rank)  # dropout masks: each rank draws its own
+    step, before = 0, {}
+    ema: dict[str, float | None] = {k: None for k in ("loss", *stage.stats)}
+    modules = {stage.checkpoint_name: model}
+    state = load_checkpoint(cfg.checkpoint_dir, modules)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        step, ema, before = int(state["step"]), dict(state["ema"]), dict(state["before"])
+        stage.load_state_dict(state["stage"])
+    elif stage.eval_before:
+        before = stage.evaluate(0)
+        if before:
+            log(before, 0)
+    model.train()
+    bar = progress(total=total, initial=step, desc=stage.desc or stage.name, unit="step",
+                   disable=not (cfg.show_progress and ctx.is_main))
+    for epoch in range(cfg.epochs):
+        if step >= total:
+            break
+        perm = stage.order(epoch)
+        for i in range(steps_per_epoch):
+            if epoch * steps_per_epoch + i < step:
+                continue  # resumed: this batch was already trained on
+            if step >= total:
+                break
+            idx = ctx.shard(perm[i * cfg.batch_size: (i + 1) * cfg.batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            loss, n_items, stats = torch.zeros((), device=device), 0.0, {}
+            if idx:  # an empty shard (last batch smaller than the world) still joins the collectives
+                loss, n_items, stats = stage.loss(idx)
+            loss, _ = ctx.share(loss, n_items)  # this rank's term of the global batch's mean
+            if idx:
+                loss.backward()
+            ctx.sync_gradients(params)
+            loss = ctx.all_sum(loss.detach())
+            check_finite(loss, step, f"{stage.name}/loss")
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            values = {"loss": loss.item(), **{k: _global_mean(ctx, stats.get(k, (0.0, 0.0))) for k in stage.stats}}
+            ema = {k: _ema(ema[k], v) for k, v in values.items()}
+            if step % cfg.log_every == 0 or step == total:
+                log({"train/loss": values["loss"], "train/loss_ema": ema["loss"],
+                     **{f"train/{k}": values[k] for k in stage.stats},
+                     "train/lr": scheduler.get_last_lr()[0],
+                     "train/epoch": epoch + (i + 1) / steps_per_epoch}, step)
+            if (eval_every and step % eval_every == 0) or (stage.eval_at_end and step == total):
+                m = stage.evaluate(step)
+                if m:
+                    log(m, step)
+                stage.on_eval(step, m)
+                model.train()
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
+                save_checkpoint(cfg.checkpoint_dir, modules, {
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                    "step": step, "ema": ema, "before": before, "stage": stage.state_dict()}, to_dict(cfg))
+    bar.close()
+    model.eval()
+    return LoopResult(step, ema, before)
+
+
+def _ema(old: float | None, new: float) -> float:
+    """Exponential moving average with weight 0.9 on the past (the first value starts it)."""
+    return new if old is None else 0.9 * old + 0.1 * new
+
+
+def _global_mean(ctx: DistContext, stat: Stat) -> float:
+    """A statistic over the global batch: this rank's mean alone in one process (bit-identical
+    to the stage's own number), Σ mean·count / Σ count over the ranks otherwise."""
+    mean, count = stat
+    if not ctx.enabled:
+        return float(mean)
+    return float(ctx.all_sum(mean * count) / ctx.all_sum(count))
