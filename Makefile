@@ -29,7 +29,7 @@ LABEL_STUDIO_API_KEY ?= instructgpt-local-token
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
 export LABEL_STUDIO_PORT LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_API_KEY LABEL_STUDIO_URL
 
-.PHONY: run test ui data venv deploy worker bench world demo-base clean help test-acceptance labelstudio labelstudio-venv labels-push labels-pull
+.PHONY: run test ui data venv deploy worker bench bench-peers world demo-base clean help test-acceptance labelstudio labelstudio-venv labels-push labels-pull
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
@@ -40,6 +40,7 @@ help:
 	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start')"
 	@echo "make worker  - start a worker on the local process pool"
 	@echo "make bench   - the benchmarks under bench/"
+	@echo "make bench-peers - PPO and the RM against TRL on the same shapes (installs the peers in .peers/)"
 	@echo "make labelstudio - Label Studio on http://127.0.0.1:8080 (own venv .labelstudio/venv) for human labelers"
 	@echo "make labels-push - tasks waiting in labels/outbox/ into Label Studio projects"
 	@echo "make labels-pull - Label Studio's answers into labels/rankings/ and labels/judgements/"
@@ -92,7 +93,13 @@ worker: venv
 	$(BIN)/prefect worker start --pool local
 
 bench: venv
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+	for b in $(filter-out bench/ppo_vs_trl.py,$(wildcard bench/*.py)); do $(PY) $$b || exit 1; done
+
+# side by side with the peers, each in its own venv under .peers/ (created on first use):
+# PPO against TRL 0.29.1's PPOTrainer, the RM against TRL 1.16.0's RewardTrainer
+bench-peers: venv
+	PEER_PYTHON=$(PYTHON) $(PY) bench/ppo_vs_trl.py
+	$(PY) bench/reward_model.py --vs-trl
 
 # Human labelers: Label Studio 1.23.2 in .labelstudio/venv (created on first use, never the project's venv).
 labelstudio-venv: venv

@@ -32,7 +32,82 @@ def _cache_kwarg(model: PreTrainedModel) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def _accepts(model: PreTrainedModel, name: str) -> bool:
+    return name in inspect.signature(model.forward).parameters
+
+
+@dataclass
+class Generation:
+    """Sampled responses with the sampling distribution's view of every sampled token."""
+
+    response: torch.Tensor
+    """(B, T_r) response ids; ``pad_token_id`` after a row's first EOS."""
+    logprobs: torch.Tensor
+    """(B, T_r) log softmax(logits / temperature)[token] (temperature 1 when greedy)."""
+    entropy: torch.Tensor
+    """(B, T_r) entropy of softmax(logits / temperature) at each response position."""
+
+
 @torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    eos_token_id: int,
+    pad_token_id: int,
+    generator: torch.Generator | None = None,
+    with_logprobs: bool = True,
+) -> Generation:
+    """Sample up to ``max_new_tokens`` per row with the KV cache; after a row's first EOS it gets
+    ``pad_token_id``. ``temperature == 0`` means greedy. With ``with_logprobs`` the logits the
+    loop already has give each sampled token's log-probability and the entropy for free
+    (a gather and a logsumexp per step; no second forward pass); without, both are empty."""
+    B = input_ids.shape[0]
+    device = input_ids.device
+    cache_kw = _cache_kwarg(model)
+    # only the last prompt position's logits are read: skip unembedding the others (bit-identical)
+    keep = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
+                **keep)
+    past = out[cache_kw]
+    logits = out.logits[:, -1, :]  # (B, V)
+    pos = position_ids[:, -1:]  # (B, 1)
+    # the mask of every step is a prefix of one buffer: no reallocation per token
+    T_q = attention_mask.shape[1]
+    full_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)], dim=1)  # (B, T_q + T_max)
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+    tokens, logprobs, entropy = [], [], []
+    for t in range(max_new_tokens):
+        scaled = logits.float() / (temperature if temperature > 0 else 1.0)  # (B, V)
+        probs = torch.softmax(scaled, dim=-1) if temperature > 0 or with_logprobs else None  # (B, V)
+        if temperature > 0:
+            next_tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+        else:
+            next_tok = logits.argmax(-1)
+        next_tok = torch.where(finished, torch.full_like(next_tok, pad_token_id), next_tok)
+        tokens.append(next_tok)
+        if with_logprobs:
+            logz = torch.logsumexp(scaled, -1)  # (B,)
+            logprobs.append(scaled.gather(1, next_tok[:, None]).squeeze(1) - logz)  # (B,)
+            entropy.append(logz - (probs * scaled).sum(-1))  # (B,) H = log Z − E_p[scaled]
+        finished |= next_tok == eos_token_id
+        if bool(finished.all()) or t == max_new_tokens - 1:
+            break
+        pos = pos + 1
+        out = model(input_ids=next_tok[:, None], attention_mask=full_mask[:, : T_q + t + 1], position_ids=pos,
+                    use_cache=True, **{cache_kw: past})
+        past = out[cache_kw]
+        logits = out.logits[:, -1, :]
+    response = torch.stack(tokens, dim=1)  # (B, T_r)
+    if not with_logprobs:
+        empty = response.new_zeros(response.shape, dtype=torch.float32)
+        return Generation(response, empty, empty)
+    return Generation(response, torch.stack(logprobs, dim=1), torch.stack(entropy, dim=1))
+
+
 def generate_ids(
     model: PreTrainedModel,
     input_ids: torch.Tensor,
@@ -45,41 +120,11 @@ def generate_ids(
     generator: torch.Generator | None = None,
     return_logprobs: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Sample up to ``max_new_tokens`` per row; after a row's first EOS it gets ``pad_token_id``.
-    ``temperature == 0`` means greedy. Returns response ids (B, T_r), T_r <= max_new_tokens, and
-    with ``return_logprobs`` also log softmax(logits / temperature)[token] (B, T_r) (checks that
-    the cached sampling path and the full forward pass of PPO agree)."""
-    B = input_ids.shape[0]
-    device = input_ids.device
-    cache_kw = _cache_kwarg(model)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
-    past = out[cache_kw]
-    logits = out.logits[:, -1, :]  # (B, V)
-    pos = position_ids[:, -1:]  # (B, 1)
-    mask = attention_mask
-    finished = torch.zeros(B, dtype=torch.bool, device=device)
-    tokens, logprobs = [], []
-    for t in range(max_new_tokens):
-        scaled = logits.float() / (temperature if temperature > 0 else 1.0)  # (B, V)
-        if temperature > 0:
-            next_tok = torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator).squeeze(1)  # (B,)
-        else:
-            next_tok = logits.argmax(-1)
-        next_tok = torch.where(finished, torch.full_like(next_tok, pad_token_id), next_tok)
-        tokens.append(next_tok)
-        if return_logprobs:
-            logprobs.append(torch.log_softmax(scaled, -1).gather(1, next_tok[:, None]).squeeze(1))
-        finished |= next_tok == eos_token_id
-        if bool(finished.all()) or t == max_new_tokens - 1:
-            break
-        mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=device)], dim=1)  # (B, T+1)
-        pos = pos + 1
-        out = model(input_ids=next_tok[:, None], attention_mask=mask, position_ids=pos,
-                    use_cache=True, **{cache_kw: past})
-        past = out[cache_kw]
-        logits = out.logits[:, -1, :]
-    response = torch.stack(tokens, dim=1)  # (B, T_r)
-    return (response, torch.stack(logprobs, dim=1)) if return_logprobs else response
+    """``generate``'s response ids (B, T_r), T_r <= max_new_tokens; with ``return_logprobs`` also
+    its log softmax(logits / temperature)[token] (B, T_r)."""
+    g = generate(model, input_ids, attention_mask, position_ids, max_new_tokens, temperature, eos_token_id,
+                 pad_token_id, generator, with_logprobs=return_logprobs)
+    return (g.response, g.logprobs) if return_logprobs else g.response
 
 
 def sample(

@@ -28,7 +28,8 @@ def test_a_removed_dep_is_found(tmp_path):
 
 def test_closure_follows_lazy_and_relative_imports_and_parent_packages():
     files = {str(f) for f in import_closure("tasks.ppo", REPO)}
-    assert "instructgpt/train/ppo.py" in files  # imported inside a function body
+    assert "instructgpt/train/ppo/__init__.py" in files  # imported inside a function body
+    assert "instructgpt/train/ppo/update.py" in files  # a package's modules, through its __init__
     assert "instructgpt/train/__init__.py" in files  # importing a submodule runs its package
     assert not any(f.startswith(("flows/", "instructgpt/world")) for f in files)  # PPO reads no judge
     files = {str(f) for f in import_closure("tasks.evaluate", REPO)}

@@ -1,0 +1,122 @@
+"""The PPO stage's config: ``PPOConfig`` (params.yaml section ``ppo``) and its KL penalty ``KLConfig``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from instructgpt.config import ConfigError
+
+
+@dataclass
+class KLConfig:
+    """The KL penalty β·KL(π^RL ‖ π^SFT) and its controller."""
+
+    kl_coef: float = 0.02
+    """β at the start (successors of the paper: 0.02)."""
+    adaptive: bool = False
+    """Adapt β towards ``target`` (Ziegler et al. 2019) instead of keeping it fixed."""
+    target: float = 6.0
+    """Target KL per response, in nats (adaptive only)."""
+    horizon: int = 10000
+    """Adaptation horizon in episodes (adaptive only)."""
+    estimator: str = "k1"
+    """Per-token KL estimate in the reward: "k1" (log-ratio, as the paper) or "k3"."""
+
+    def __post_init__(self) -> None:
+        if self.kl_coef < 0:
+            raise ConfigError(f"ppo.kl.kl_coef={self.kl_coef} must be >= 0")
+        if self.estimator not in ("k1", "k3"):
+            raise ConfigError(f"ppo.kl.estimator={self.estimator!r}: choose 'k1' or 'k3'")
+        if self.adaptive and (self.target <= 0 or self.horizon <= 0):
+            raise ConfigError("ppo.kl.adaptive needs ppo.kl.target > 0 and ppo.kl.horizon > 0")
+
+
+@dataclass
+class PPOConfig:
+    """PPO (ptx_coef = 0) or PPO-ptx (ptx_coef > 0) fine-tuning of the SFT policy."""
+
+    steps: int = 100
+    """PPO iterations; each = one rollout batch + ppo_epochs of updates."""
+    batch_size: int = 64
+    """Rollouts (prompt, response) per iteration."""
+    mini_batch_size: int = 16
+    """Rollouts per gradient step; must divide batch_size."""
+    ppo_epochs: int = 4
+    """Passes over each rollout batch."""
+    lr: float = 1e-5
+    """AdamW learning rate of the policy (constant)."""
+    vf_lr: float | None = None
+    """AdamW learning rate of the value model (constant; None = ``lr``). The value model is a
+    separate network in its own parameter group with its own gradient clipping, so this sets how
+    fast it fits the returns; a weight on the value loss would not (AdamW ignores a loss's scale)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on weight matrices (policy and value model)."""
+    grad_clip: float = 1.0
+    """Max gradient norm, applied to the policy and to the value model separately (0 = no clipping)."""
+    cliprange: float = 0.2
+    """ε of the clipped policy ratio."""
+    cliprange_value: float = 0.2
+    """ε of the clipped value prediction."""
+    gamma: float = 1.0
+    """GAE discount (bandit episode: 1)."""
+    lam: float = 0.95
+    """GAE λ."""
+    temperature: float = 1.0
+    """Sampling temperature; also divides the logits for logprobs/ref_logprobs."""
+    max_new_tokens: int = 48
+    """Response length cap; a response without EOS within it gets ``no_eos_penalty``."""
+    max_prompt_len: int = 128
+    """Prompt tokens kept (from the end)."""
+    no_eos_penalty: float | None = -1.0
+    """Score given to a response that never emits EOS (None = use the RM score). The RM is
+    normalised so demonstrations score 0; pick a value below typical scores."""
+    whiten_rewards: bool = False
+    """Scale per-token rewards to unit variance (mean kept) before GAE."""
+    ptx_coef: float = 0.0
+    """γ: weight of the pretraining LM loss (0 = PPO, > 0 = PPO-ptx). Successors used 27.8 with
+    their loss normalisation; here both losses are per-token means, so γ ≈ 0.5–2 is the useful
+    range for the tiny models (27.8 would swamp the PPO term)."""
+    ptx_batch_size: int = 8
+    """Pretraining blocks per gradient step (PPO-ptx)."""
+    ptx_block_size: int = 128
+    """Tokens per pretraining block (PPO-ptx)."""
+    ema_decay: float = 0.0
+    """EMA of the policy weights (0 = off; successors: 0.992). When on, the RETURNED policy holds
+    the EMA weights; rollouts always use the live policy."""
+    kl: KLConfig = field(default_factory=KLConfig)
+    """KL penalty settings."""
+    seed: int = 0
+    """Seeds prompt order, sampling, minibatch order and ptx data order."""
+    sample_every: int = 10
+    """Every N steps (and at the last), the policy answers the monitor prompts (held-out
+    prompts given to ``train_ppo``) and ``sample_log`` receives the samples with their KL from
+    SFT and RM score: the reward over-optimisation curve (0 = never)."""
+    monitor_prompts: int = 8
+    """How many validation-split prompts the monitor samples (the same prompts at every step)."""
+    show_progress: bool = True
+    """Progress bar (a few log lines when stderr is not a terminal)."""
+    checkpoint_dir: str | None = None
+    """Resumable checkpoint directory (None = none); an existing checkpoint is resumed."""
+    checkpoint_every: int = 0
+    """Checkpoint every N steps (0 = never)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size % self.mini_batch_size:
+            raise ConfigError(
+                f"ppo.batch_size={self.batch_size} must be a multiple of ppo.mini_batch_size={self.mini_batch_size}"
+            )
+        if self.temperature <= 0:
+            raise ConfigError("ppo.temperature must be > 0 (logprobs are computed at that temperature)")
+        if self.ptx_coef < 0:
+            raise ConfigError("ppo.ptx_coef must be >= 0 (0 = PPO, > 0 = PPO-ptx)")
+        if self.vf_lr is not None and self.vf_lr < 0:
+            raise ConfigError(f"ppo.vf_lr={self.vf_lr} must be >= 0 (or null: the policy's ppo.lr)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError("ppo.ema_decay must be in [0, 1)")
+        if self.checkpoint_every and not self.checkpoint_dir:
+            raise ConfigError("ppo.checkpoint_every > 0 needs ppo.checkpoint_dir")
+
+    @property
+    def value_lr(self) -> float:
+        """The value model's learning rate: ``vf_lr``, or ``lr`` when unset."""
+        return self.lr if self.vf_lr is None else self.vf_lr
