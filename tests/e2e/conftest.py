@@ -22,15 +22,17 @@ def git(ws: Path, *args: str) -> None:
 
 
 def make_workspace(dest: Path, profile: str = "tiny") -> Path:
-    """Copy what git would see of the repo (tracked + untracked, not ignored), commit it, pull data,
-    merge the profile into its params.yaml."""
+    """Copy what git would see of the repo (tracked + untracked, not ignored), commit it, pull the
+    demo data and base model, merge the profile into its params.yaml."""
     from flows.profiles import apply_profile, copy_project
 
     copy_project(REPO, dest)
     git(dest, "init", "-q")
     git(dest, "add", "-A")
     git(dest, "commit", "-qm", "workspace")
-    run(dest, "dvc", "pull", "-q", "data.dvc")
+    # the demo data and the demo's base model: `dvc repro` checks every .dvc file upstream of a
+    # stage (the base stage depends on inputs.models, which holds models/demo-base), as make data does
+    run(dest, "dvc", "pull", "-q", "data.dvc", *sorted(str(p.relative_to(dest)) for p in dest.glob("models/*.dvc")))
     if profile:
         apply_profile(profile, dest / "params.yaml", dest / "profiles")
     return dest
