@@ -14,6 +14,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.data import collate_prompts
+from instructgpt.models import cache_kwarg
 from instructgpt.progress import progress
 
 
@@ -25,11 +26,6 @@ class Sample:
     response: str  # decoded, EOS and padding stripped
     response_ids: list[int]  # generated ids up to and including the first EOS
     ended_with_eos: bool
-
-
-def _cache_kwarg(model: PreTrainedModel) -> str:
-    """transformers 5.2x renamed ``past_key_values`` to ``cache``; accept both."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _accepts(model: PreTrainedModel, name: str) -> bool:
@@ -67,7 +63,7 @@ def generate(
     (a gather and a logsumexp per step; no second forward pass); without, both are empty."""
     B = input_ids.shape[0]
     device = input_ids.device
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_kwarg(model)
     # only the last prompt position's logits are read: skip unembedding the others (bit-identical)
     keep = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
