@@ -201,3 +201,20 @@ def test_ppo_memory_with_and_without_lora(tokenizer):
     assert lora["weights_copies"] == pytest.approx(2.0, abs=0.05)
     assert lora["trainable_params"] < 0.05 * full["trainable_params"]
     assert lora["total_copies"] < 0.25 * full["total_copies"]
+
+
+def test_lora_ppo_resumes_from_a_checkpoint_onto_the_same_weights(tiny_model, tokenizer, model_dir, tmp_path):
+    """Checkpoints hold the policy and value model with their adapters: a run stopped after step 2
+    and resumed lands on the uninterrupted run's merged policy."""
+    def run(steps: int, ckpt) -> torch.nn.Module:
+        policy = copy.deepcopy(tiny_model)
+        train_ppo(policy, None, None, RewardModel.from_causal_lm(model_dir, seed=1), tokenizer, PROMPTS, [],
+                  _ppo_cfg(steps=steps, checkpoint_dir=ckpt, checkpoint_every=1 if ckpt else 0))
+        return policy
+
+    straight = run(3, None)
+    run(2, str(tmp_path / "ckpt"))
+    resumed = run(3, str(tmp_path / "ckpt"))
+    assert all(torch.equal(v, straight.state_dict()[k]) for k, v in resumed.state_dict().items())
+    assert not torch.equal(straight.state_dict()["transformer.h.0.attn.c_attn.weight"],
+                           tiny_model.state_dict()["transformer.h.0.attn.c_attn.weight"])
