@@ -58,6 +58,13 @@ class LoRAConfig:
                               f"names (e.g. [c_attn]), [{ALL_LINEAR}], or null for the architecture's default")
 
 
+def check_lora(value: object, where: str) -> None:
+    """A stage config's ``lora`` field is null or a LoRAConfig (params.yaml gave a mapping)."""
+    if value is not None and not isinstance(value, LoRAConfig):
+        raise ConfigError(f"{where}={value!r}: give a mapping such as {{r: 8, alpha: 16}} (LoRA adapters), "
+                          "or null (full fine-tuning)")
+
+
 @dataclass
 class Adapter:
     """A LoRA adapter injected into ``model`` and peft's handle on it."""

@@ -19,7 +19,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from instructgpt.lora import LoRAConfig, add_adapter, merge_adapter
+from instructgpt.lora import LoRAConfig, add_adapter, check_lora, merge_adapter
 from instructgpt.losses import ranking_loss
 from instructgpt.models import RewardModel, set_dropout
 from instructgpt.prefix_sharing import pair_rewards
@@ -63,6 +63,10 @@ class RewardConfig(TrainConfig):
     weight (``instructgpt.lora``; null = full fine-tuning). The saved RM is merged: a plain backbone."""
 
     section: ClassVar[str] = "rm"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_lora(self.lora, "rm.lora")
 
 
 def comparison_batch(

@@ -18,7 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.config import ConfigError
 from instructgpt.data import collate_sft, epoch_permutation, length_grouped_permutation
-from instructgpt.lora import LoRAConfig, add_adapter, has_adapter, merge_adapter
+from instructgpt.lora import LoRAConfig, add_adapter, check_lora, has_adapter, merge_adapter
 from instructgpt.losses import lm_loss
 from instructgpt.models import set_dropout
 from instructgpt.train.common import LogFn, device_of, no_log
@@ -65,6 +65,7 @@ class SFTConfig(TrainConfig):
             raise ConfigError(f"sft.selection={self.selection!r}: choose one of {SELECTIONS}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"sft.dropout={self.dropout} must be in [0, 1)")
+        check_lora(self.lora, "sft.lora")
 
 
 @torch.no_grad()

@@ -55,6 +55,9 @@ def test_config_is_read_from_params_and_checked():
                      ({"target_modules": "c_attn"}, "lora.target_modules"), ({"target_modules": []}, "list")):
         with pytest.raises(ConfigError, match=msg):
             LoRAConfig(**bad)
+    for cls, section in ((SFTConfig, "sft"), (RewardConfig, "rm"), (PPOConfig, "ppo")):
+        with pytest.raises(ConfigError, match=f"{section}.lora=True: give a mapping"):
+            from_dict(cls, {"lora": True}, section)
     with pytest.raises(ConfigError, match="ppo.lora.dropout=0.1 must be 0"):
         from_dict(PPOConfig, {"lora": {"dropout": 0.1}}, "ppo")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from instructgpt.config import ConfigError
-from instructgpt.lora import LoRAConfig
+from instructgpt.lora import LoRAConfig, check_lora
 
 
 @dataclass
@@ -121,6 +121,7 @@ class PPOConfig:
             raise ConfigError("ppo.ema_decay must be in [0, 1)")
         if self.checkpoint_every and not self.checkpoint_dir:
             raise ConfigError("ppo.checkpoint_every > 0 needs ppo.checkpoint_dir")
+        check_lora(self.lora, "ppo.lora")
         if self.lora is not None and self.lora.dropout:
             raise ConfigError(f"ppo.lora.dropout={self.lora.dropout} must be 0: PPO runs without dropout, so "
                               "that the update's log-probabilities are the rollout's")
