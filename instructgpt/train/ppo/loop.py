@@ -95,7 +95,11 @@ def train_ppo(
               else FixedKLController(cfg.kl.kl_coef))
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    ema = {k: v.detach().clone() for k, v in policy.state_dict().items()} if cfg.ema_decay > 0 else None
+    ema = None
+    if cfg.ema_decay > 0:  # LoRA: only the adapter moves, so only its tensors are averaged (no full copy)
+        lora = models.policy_adapter is not None
+        trainable = {k for k, p in policy.named_parameters() if p.requires_grad}
+        ema = {k: v.detach().clone() for k, v in policy.state_dict().items() if not lora or k in trainable}
     step, prompt_pos = 0, 0
     state = load_checkpoint(cfg.checkpoint_dir, {"policy": policy, "value": value_model})
     if state is not None:
@@ -147,7 +151,7 @@ def train_ppo(
                 "ptx_pos": ptx.pos if ptx is not None else 0, "ema": ema}, to_dict(cfg))
     bar.close()
     if ema is not None:
-        policy.load_state_dict(ema)
+        policy.load_state_dict(ema, strict=models.policy_adapter is None)
     finish_models(models)  # LoRA: the policy's adapter merged into its weights
     metrics["ppo/steps"] = float(step)
     metrics["ppo/reward_retokenised"] = float(reward_tokenizer is not None)
