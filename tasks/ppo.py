@@ -116,7 +116,8 @@ def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Sta
     from instructgpt.models import save_model
     from instructgpt.train.ppo import train_ppo
 
-    policy, ref_policy, value_model, reward_model, tokenizer, reward_tokenizer = load_models(cfg.seed)
+    policy, ref_policy, value_model, reward_model, tokenizer, reward_tokenizer = load_models(
+        cfg.seed, lora=cfg.lora is not None)
     metrics = train_ppo(policy, ref_policy, value_model, reward_model, tokenizer, prompts, ptx_texts, cfg,
                         stage.log, sample_log=monitor.samples, monitor_prompts=monitor.texts,
                         reward_tokenizer=reward_tokenizer)
@@ -128,8 +129,12 @@ def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Sta
     return metrics, samples
 
 
-def load_models(seed: int):
+def load_models(seed: int, lora: bool = False):
     """(policy, π^SFT, value model, RM, policy tokenizer, RM tokenizer or None).
+
+    With ``lora`` (``ppo.lora``) π^SFT is None (the trainer reads the policy with its adapter
+    disabled) and so is the value model when the RM reads the policy's tokens (the trainer puts
+    it on the RM's own backbone): the SFT and RM weights are each loaded once.
 
     The RM's tokenizer is None when it tokenizes like the policy's (the RM trained from the SFT
     model, or an ``rm.model_path`` of the same family): the value function then starts from the
@@ -139,11 +144,12 @@ def load_models(seed: int):
     from instructgpt.models import RewardModel, load_causal_lm, load_tokenizer, same_tokenizer
 
     policy, tokenizer = load_causal_lm(SFT_MODEL, dropout=0.0)
-    ref_policy, _ = load_causal_lm(SFT_MODEL, dropout=0.0)
+    ref_policy = None if lora else load_causal_lm(SFT_MODEL, dropout=0.0)[0]
     reward_model = RewardModel.from_pretrained(RM_MODEL)
     reward_tokenizer = load_tokenizer(RM_MODEL)
     if same_tokenizer(reward_tokenizer, tokenizer):
-        return policy, ref_policy, RewardModel.from_pretrained(RM_MODEL), reward_model, tokenizer, None
+        value_model = None if lora else RewardModel.from_pretrained(RM_MODEL)
+        return policy, ref_policy, value_model, reward_model, tokenizer, None
     value_model = RewardModel.from_causal_lm(SFT_MODEL, seed=seed)
     return policy, ref_policy, value_model, reward_model, tokenizer, reward_tokenizer
 

@@ -19,6 +19,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from instructgpt.lora import LoRAConfig, add_adapter, check_lora, merge_adapter
 from instructgpt.losses import ranking_loss
 from instructgpt.models import RewardModel, set_dropout
 from instructgpt.prefix_sharing import pair_rewards
@@ -57,8 +58,15 @@ class RewardConfig(TrainConfig):
     """After training (before the bias) set the gain so that the rewards of the policy's own
     samples, the responses of the training comparisons, have standard deviation 1
     (lm-human-preferences): the no-EOS penalty score and the KL coefficient β are in RM units."""
+    lora: LoRAConfig | None = None
+    """Train a LoRA adapter on the backbone (plus the scalar head, trained in full) instead of every
+    weight (``instructgpt.lora``; null = full fine-tuning). The saved RM is merged: a plain backbone."""
 
     section: ClassVar[str] = "rm"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_lora(self.lora, "rm.lora")
 
 
 def comparison_batch(
@@ -216,7 +224,10 @@ def train_reward_model(
         raise ValueError("train_reward_model: no training comparisons")
     log = main_process_log(log)
     set_dropout(rm.backbone, cfg.dropout)
+    adapter = add_adapter(rm.backbone, cfg.lora, cfg.seed, "rm.lora") if cfg.lora is not None else None
     result = train_loop(cfg, _Reward(rm, tokenizer, train, valid, cfg), log)
+    if adapter is not None:  # merged before the evaluation and the normalisation: they measure what is saved
+        merge_adapter(adapter)
     step = result.step
     metrics = result.train_metrics()
     if valid:

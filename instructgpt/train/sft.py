@@ -18,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.config import ConfigError
 from instructgpt.data import collate_sft, epoch_permutation, length_grouped_permutation
+from instructgpt.lora import LoRAConfig, add_adapter, check_lora, has_adapter, merge_adapter
 from instructgpt.losses import lm_loss
 from instructgpt.models import set_dropout
 from instructgpt.train.common import LogFn, device_of, no_log
@@ -52,6 +53,9 @@ class SFTConfig(TrainConfig):
     selection: str = "valid_loss"
     """Which evaluated checkpoint to keep: "valid_loss" (lowest validation loss) or "last".
     (The paper's RM-score selection needs an RM that does not exist yet when SFT runs.)"""
+    lora: LoRAConfig | None = None
+    """Train a LoRA adapter instead of every weight (``instructgpt.lora``; null = full fine-tuning,
+    the paper's). The saved model is the merged full model either way."""
 
     section: ClassVar[str] = "sft"
 
@@ -61,6 +65,7 @@ class SFTConfig(TrainConfig):
             raise ConfigError(f"sft.selection={self.selection!r}: choose one of {SELECTIONS}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"sft.dropout={self.dropout} must be in [0, 1)")
+        check_lora(self.lora, "sft.lora")
 
 
 @torch.no_grad()
@@ -141,11 +146,15 @@ def train_sft(
         raise ValueError("train_sft: no training demonstrations")
     original_dropout = _dropout_of(model)
     set_dropout(model, cfg.dropout)
+    # LoRA: the base weights frozen, only the adapter trains (the checkpoints hold the adapter too)
+    adapter = add_adapter(model, cfg.lora, cfg.seed, "sft.lora") if cfg.lora is not None else None
     stage = _SFT(model, tokenizer, train, valid, cfg)
     result = train_loop(cfg, stage, main_process_log(log))
     best = stage.best
     if best is not None:
-        model.load_state_dict(best["state"])
+        model.load_state_dict(best["state"], strict=adapter is None)  # LoRA: the adapter's tensors alone
+    if adapter is not None:
+        merge_adapter(adapter)  # a plain model again, W + (α/r)·B·A: what the later stages load
     set_dropout(model, original_dropout)
     metrics = result.train_metrics()
     metrics.update({f"{k}_before": v for k, v in result.before.items()})
@@ -165,7 +174,11 @@ def _keep_best(best: dict | None, m: dict[str, float], step: int, model: PreTrai
     )
     if not better:
         return best
-    return {"step": step, "metrics": dict(m), "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+    if has_adapter(model):  # the base weights are frozen: the adapter alone tells checkpoints apart
+        state = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+    else:
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {"step": step, "metrics": dict(m), "state": state}
 
 
 def _dropout_of(model: PreTrainedModel) -> float:

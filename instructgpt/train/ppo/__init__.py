@@ -17,6 +17,7 @@ times: ``rollout`` (step 1) → ``score`` (2–4) → ``advantages`` (5) → ``p
     config.py   PPOConfig, KLConfig
     rollout.py  rollout, score, advantages, the monitor's samples
     update.py   ppo_update and its optimizer (policy and value model in their own groups)
+    models.py   the four networks as train_ppo builds them: full copies, or LoRA adapters (ppo.lora)
     loop.py     train_ppo: the loop, KL controller, checkpoint/resume, metrics
 """
 

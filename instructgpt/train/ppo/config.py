@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from instructgpt.config import ConfigError
+from instructgpt.lora import LoRAConfig, check_lora
 
 
 @dataclass
@@ -85,6 +86,11 @@ class PPOConfig:
     the EMA weights; rollouts always use the live policy."""
     kl: KLConfig = field(default_factory=KLConfig)
     """KL penalty settings."""
+    lora: LoRAConfig | None = None
+    """LoRA adapters instead of full fine-tuning (``instructgpt.train.ppo.models``; null = full, the
+    paper's): the policy trains an adapter and π^SFT is the same module with it disabled (no second
+    copy); the value model is the RM's own backbone with another adapter and a copy of its head.
+    The policy is merged at the end. ``lora.dropout`` must be 0 (RL runs without dropout)."""
     seed: int = 0
     """Seeds prompt order, sampling, minibatch order and ptx data order."""
     sample_every: int = 10
@@ -115,6 +121,10 @@ class PPOConfig:
             raise ConfigError("ppo.ema_decay must be in [0, 1)")
         if self.checkpoint_every and not self.checkpoint_dir:
             raise ConfigError("ppo.checkpoint_every > 0 needs ppo.checkpoint_dir")
+        check_lora(self.lora, "ppo.lora")
+        if self.lora is not None and self.lora.dropout:
+            raise ConfigError(f"ppo.lora.dropout={self.lora.dropout} must be 0: PPO runs without dropout, so "
+                              "that the update's log-probabilities are the rollout's")
 
     @property
     def value_lr(self) -> float:

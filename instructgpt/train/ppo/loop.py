@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,12 +12,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from instructgpt.config import ConfigError, to_dict
 from instructgpt.data import make_blocks
 from instructgpt.losses import AdaptiveKLController, FixedKLController, masked_mean, masked_var
-from instructgpt.models import RewardModel, fuse_activations, same_tokenizer, set_dropout
+from instructgpt.models import RewardModel, same_tokenizer
 from instructgpt.progress import progress
 from instructgpt.scoring import context_length
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from instructgpt.train.common import LogFn, check_finite, device_of, distributed, no_log
 from instructgpt.train.ppo.config import PPOConfig
+from instructgpt.train.ppo.models import build_models, finish_models
 from instructgpt.train.ppo.rollout import (
     Rollout,
     Scores,
@@ -50,6 +50,10 @@ def train_ppo(
     """Optimise ``policy`` in place; ``ref_policy`` (π^SFT) defaults to a frozen copy of the policy
     and ``value_model`` to a copy of the reward model. Returns the last step's metrics.
 
+    With ``cfg.lora`` the policy trains a LoRA adapter, merged into its weights on return;
+    ``ref_policy`` then defaults to the policy itself with the adapter disabled and ``value_model``
+    to the RM's own backbone with an adapter of its own (``instructgpt.train.ppo.models``).
+
     Every ``cfg.sample_every`` steps (and at the last) the policy answers ``monitor_prompts``
     (held-out prompts, never trained on) and ``sample_log(samples, step)`` receives them
     (``monitor_samples``); the monitor draws from its own seeded generator, so training is the
@@ -76,21 +80,10 @@ def train_ppo(
                           f"{ctx.world_size} processes: each needs rows of every minibatch")
     if not ctx.is_main:
         log, sample_log = no_log, None
-    ref_policy = ref_policy if ref_policy is not None else copy.deepcopy(policy)
-    if value_model is None:
-        value_model = (copy.deepcopy(reward_model) if reward_tokenizer is None
-                       else RewardModel.from_causal_lm(policy, seed=cfg.seed).to(device))
+    # π^SFT, V, dropout off, frozen ones frozen; with ppo.lora the adapters (instructgpt.train.ppo.models)
+    models = build_models(policy, ref_policy, value_model, reward_model, reward_tokenizer, cfg, device)
+    ref_policy, value_model = models.ref_policy, models.value_model
     reward_max_len = context_length(reward_model) if reward_tokenizer is not None else None
-    for m in (policy, ref_policy, value_model, reward_model):
-        set_dropout(m, 0.0)  # dropout off everywhere during RL: logprobs must be deterministic
-        m.eval()
-        fuse_activations(m)  # also for models built elsewhere: GPT-2's GELU in one kernel, same function
-    for m in (ref_policy, reward_model):
-        m.requires_grad_(False)
-    for m in (policy, value_model):  # a value model copied from a frozen RM must train
-        m.requires_grad_(True)
-    if value_model is reward_model or ref_policy is policy:
-        raise ValueError("train_ppo: value_model/ref_policy must be separate copies of reward_model/policy")
     ptx = None
     if cfg.ptx_coef > 0:
         if not pretrain_texts:
@@ -102,7 +95,11 @@ def train_ppo(
               else FixedKLController(cfg.kl.kl_coef))
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    ema = {k: v.detach().clone() for k, v in policy.state_dict().items()} if cfg.ema_decay > 0 else None
+    ema = None
+    if cfg.ema_decay > 0:  # LoRA: only the adapter moves, so only its tensors are averaged (no full copy)
+        lora = models.policy_adapter is not None
+        trainable = {k for k, p in policy.named_parameters() if p.requires_grad}
+        ema = {k: v.detach().clone() for k, v in policy.state_dict().items() if not lora or k in trainable}
     step, prompt_pos = 0, 0
     state = load_checkpoint(cfg.checkpoint_dir, {"policy": policy, "value": value_model})
     if state is not None:
@@ -154,7 +151,8 @@ def train_ppo(
                 "ptx_pos": ptx.pos if ptx is not None else 0, "ema": ema}, to_dict(cfg))
     bar.close()
     if ema is not None:
-        policy.load_state_dict(ema)
+        policy.load_state_dict(ema, strict=models.policy_adapter is None)
+    finish_models(models)  # LoRA: the policy's adapter merged into its weights
     metrics["ppo/steps"] = float(step)
     metrics["ppo/reward_retokenised"] = float(reward_tokenizer is not None)
     metrics["ppo/objective/kl_coef_final"] = kl_ctl.value

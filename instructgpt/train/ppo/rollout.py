@@ -19,6 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.data import collate_prompts
 from instructgpt.generation import generate
+from instructgpt.lora import adapter_disabled
 from instructgpt.losses import gae, kl_k1, kl_k3, masked_whiten, per_token_rewards
 from instructgpt.models import RewardModel, position_ids_from_mask
 from instructgpt.scoring import score_pairs
@@ -124,6 +125,13 @@ def token_logprobs(model: PreTrainedModel, roll: Rollout, temperature: float,
     return gather_logprobs(logits, roll.response[rows])  # (M, T_r)
 
 
+def reference_logprobs(ref_policy: nn.Module, roll: Rollout, temperature: float) -> torch.Tensor:
+    """log π^SFT(y_t | x, y_<t) for the response tokens of ``roll``: ``ref_policy``'s, with any LoRA
+    adapter in it disabled (with ``ppo.lora`` π^SFT is the policy module itself). (B, T_r)"""
+    with adapter_disabled(ref_policy):
+        return token_logprobs(ref_policy, roll, temperature)  # (B, T_r)
+
+
 def token_values(value_model: RewardModel, roll: Rollout, rows: torch.Tensor | slice = slice(None)) -> torch.Tensor:
     """V(x, y_<t) for the response positions of ``rows``: the value of the state before token t
     sits where token t is predicted. (M, T_r)"""
@@ -137,12 +145,14 @@ def reward_scores(reward_model: nn.Module, roll: Rollout, tokenizer: PreTrainedT
                   reward_tokenizer: PreTrainedTokenizerBase | None, reward_max_len: int | None,
                   batch_size: int) -> torch.Tensor:
     """r_θ(x, y) at the last real token: on the rollout's ids, or (``reward_tokenizer``) on its
-    text re-encoded in the RM's own format. (B,)"""
-    if reward_tokenizer is None:
-        return reward_model(roll.input_ids, roll.attention_mask, roll.position_ids)  # (B,)
-    pairs = list(zip(roll.prompts, roll.texts(tokenizer)))
-    return score_pairs(reward_model, reward_tokenizer, pairs, batch_size=batch_size,
-                       max_len=reward_max_len).to(roll.input_ids.device)  # (B,)
+    text re-encoded in the RM's own format. With ``ppo.lora`` the RM's backbone may carry the
+    value model's adapter: it is disabled here. (B,)"""
+    with adapter_disabled(reward_model):
+        if reward_tokenizer is None:
+            return reward_model(roll.input_ids, roll.attention_mask, roll.position_ids)  # (B,)
+        pairs = list(zip(roll.prompts, roll.texts(tokenizer)))
+        return score_pairs(reward_model, reward_tokenizer, pairs, batch_size=batch_size,
+                           max_len=reward_max_len).to(roll.input_ids.device)  # (B,)
 
 
 @dataclass
@@ -169,7 +179,7 @@ def score(roll: Rollout, ref_policy: PreTrainedModel, value_model: RewardModel, 
           reward_tokenizer: PreTrainedTokenizerBase | None = None, reward_max_len: int | None = None) -> Scores:
     """Steps 2–4: π^SFT log-probabilities, values, RM scores with the fixed penalty for a
     response that never emits EOS, and per-token rewards at β = ``kl_coef``."""
-    ref_logprobs = token_logprobs(ref_policy, roll, cfg.temperature)  # (B, T_r)
+    ref_logprobs = reference_logprobs(ref_policy, roll, cfg.temperature)  # (B, T_r)
     values = token_values(value_model, roll)  # (B, T_r)
     rm_scores = reward_scores(reward_model, roll, tokenizer, reward_tokenizer, reward_max_len, len(roll.prompts))
     scores = rm_scores
@@ -211,7 +221,7 @@ def monitor_samples(policy: PreTrainedModel, ref_policy: PreTrainedModel, reward
     out: list[dict[str, Any]] = []
     for start in range(0, len(prompts), cfg.mini_batch_size):
         roll = rollout(policy, tokenizer, prompts[start: start + cfg.mini_batch_size], cfg, gen)
-        kl = response_kl(roll.logprobs, token_logprobs(ref_policy, roll, cfg.temperature), roll.mask,
+        kl = response_kl(roll.logprobs, reference_logprobs(ref_policy, roll, cfg.temperature), roll.mask,
                          cfg.kl.estimator)  # (B,)
         rm = reward_scores(reward_model, roll, tokenizer, reward_tokenizer, reward_max_len, cfg.mini_batch_size)
         for i, (prompt, text) in enumerate(zip(roll.prompts, roll.texts(tokenizer))):

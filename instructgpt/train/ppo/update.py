@@ -82,8 +82,8 @@ def ppo_update(policy: PreTrainedModel, value_model: RewardModel, optimizer: tor
     is ONE backward pass of policy loss + value loss (+ γ·ptx loss), then the policy's and the
     value model's gradients are clipped separately (neither network's norm throttles the other)
     and AdamW steps both. ``roll.logprobs`` and ``old_values`` are the old policy's and value
-    model's; ``ema`` (state dict) follows the policy when given. Returns the minibatches' mean
-    statistics (``policy/...``, ``val/...``, ``ptx/loss``).
+    model's; ``ema`` (the policy's state dict, or with LoRA its adapter's part) follows the policy
+    when given. Returns the minibatches' mean statistics (``policy/...``, ``val/...``, ``ptx/loss``).
 
     Data parallel (``ctx``): every rank holds the whole rollout and takes its rows of each
     minibatch; losses are weighted by the rank's share so that the summed gradients equal the
@@ -136,9 +136,10 @@ def ppo_update(policy: PreTrainedModel, value_model: RewardModel, optimizer: tor
             optimizer.step()
             if ema is not None:
                 with torch.no_grad():
-                    for k, v in policy.state_dict().items():
-                        if v.dtype.is_floating_point:
-                            ema[k].mul_(cfg.ema_decay).add_(v, alpha=1 - cfg.ema_decay)
+                    state = policy.state_dict()
+                    for k, e in ema.items():  # every tensor of the policy, or (LoRA) its adapter's
+                        if e.dtype.is_floating_point:
+                            e.mul_(cfg.ema_decay).add_(state[k], alpha=1 - cfg.ema_decay)
             for k, v in mb_stats.items():
                 stats.setdefault(k, []).append(float(v))
     return {k: sum(v) / len(v) for k, v in stats.items()}
