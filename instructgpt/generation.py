@@ -9,11 +9,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from instructgpt.data import collate_prompts
+from instructgpt.data import collate_prompts, encode_prompt
 from instructgpt.models import cache_kwarg
 from instructgpt.progress import progress
 
@@ -30,6 +31,29 @@ class Sample:
 
 def _accepts(model: PreTrainedModel, name: str) -> bool:
     return name in inspect.signature(model.forward).parameters
+
+
+def distinct_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, copies): ``first`` (U,) the first row of each distinct (ids, mask) row in batch order,
+    ``copies`` (B,) the index into ``first`` of every row, so ``x[first][copies]`` is ``x``."""
+    keys = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)  # (B, 2T)
+    _, inverse = torch.unique(keys, dim=0, return_inverse=True)  # (B,) ids of distinct rows, sorted order
+    B = input_ids.shape[0]
+    firsts = torch.full((int(inverse.max()) + 1,), B, dtype=torch.long, device=input_ids.device)
+    firsts = firsts.scatter_reduce(0, inverse, torch.arange(B, device=input_ids.device), "amin")  # (U,)
+    order = firsts.argsort()  # distinct rows in batch order
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=input_ids.device)
+    return firsts[order], rank[inverse]
+
+
+def select_rows(past: Any, idx: torch.Tensor) -> Any:
+    """The KV cache of batch rows ``idx`` only: a transformers ``Cache`` in place, or a legacy tuple
+    of per-layer (key, value) tensors (B, H, T, D) as a new tuple."""
+    if hasattr(past, "batch_select_indices"):
+        past.batch_select_indices(idx)
+        return past
+    return tuple(tuple(t[idx] for t in layer) for layer in past)
 
 
 @dataclass
@@ -66,42 +90,60 @@ def generate(
     cache_kw = cache_kwarg(model)
     # only the last prompt position's logits are read: skip unembedding the others (bit-identical)
     keep = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
-                **keep)
+    # A prompt repeated in the batch (the label stage samples 2K answers per prompt) is run once and
+    # its KV cache copied to its rows: the prompt pass is most of sampling's cost on a CPU.
+    first, copies = distinct_rows(input_ids, attention_mask)  # (U,), (B,)
+    out = model(input_ids=input_ids[first], attention_mask=attention_mask[first], position_ids=position_ids[first],
+                use_cache=True, **keep)
     past = out[cache_kw]
-    logits = out.logits[:, -1, :]  # (B, V)
-    pos = position_ids[:, -1:]  # (B, 1)
+    logits = out.logits[:, -1, :]  # (U, V)
+    if len(first) < B:
+        past, logits = select_rows(past, copies), logits[copies]  # (A, V), A = rows still sampling (B at first)
+    pos = position_ids[:, -1:]  # (A, 1)
     # the mask of every step is a prefix of one buffer: no reallocation per token
     T_q = attention_mask.shape[1]
-    full_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)], dim=1)  # (B, T_q + T_max)
-    finished = torch.zeros(B, dtype=torch.bool, device=device)
-    tokens, logprobs, entropy = [], [], []
+    full_mask = torch.cat([attention_mask, attention_mask.new_ones(B, max_new_tokens)], dim=1)  # (A, T_q + T_max)
+    # Rows leave the batch after their first EOS (``select_rows``): sampled answers are much shorter
+    # than max_new_tokens, and running finished rows until the longest ends was most of the work.
+    rows = torch.arange(B, device=device)  # (A,) batch row of each active row
+    response = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)  # (B, T_max)
+    logprobs = torch.zeros(B, max_new_tokens, device=device)  # (B, T_max)
+    entropy = torch.zeros(B, max_new_tokens, device=device)  # (B, T_max)
+    done = torch.zeros(B, dtype=torch.bool, device=device)  # (A,) rows past their EOS, not yet dropped
+    steps = 0
     for t in range(max_new_tokens):
-        scaled = logits.float() / (temperature if temperature > 0 else 1.0)  # (B, V)
-        probs = torch.softmax(scaled, dim=-1) if temperature > 0 or with_logprobs else None  # (B, V)
+        steps = t + 1
+        scaled = logits.float() / (temperature if temperature > 0 else 1.0)  # (A, V)
+        probs = torch.softmax(scaled, dim=-1) if temperature > 0 or with_logprobs else None  # (A, V)
         if temperature > 0:
-            next_tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+            next_tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (A,)
         else:
             next_tok = logits.argmax(-1)
-        next_tok = torch.where(finished, torch.full_like(next_tok, pad_token_id), next_tok)
-        tokens.append(next_tok)
+        live = rows[~done]  # (L,) batch rows that sampled a real token this step
+        response[live, t] = next_tok[~done]
         if with_logprobs:
-            logz = torch.logsumexp(scaled, -1)  # (B,)
-            logprobs.append(scaled.gather(1, next_tok[:, None]).squeeze(1) - logz)  # (B,)
-            entropy.append(logz - (probs * scaled).sum(-1))  # (B,) H = log Z − E_p[scaled]
-        finished |= next_tok == eos_token_id
-        if bool(finished.all()) or t == max_new_tokens - 1:
+            logz = torch.logsumexp(scaled, -1)  # (A,)
+            logprobs[live, t] = (scaled.gather(1, next_tok[:, None]).squeeze(1) - logz)[~done]
+            entropy[live, t] = (logz - (probs * scaled).sum(-1))[~done]  # H = log Z − E_p[scaled]
+        done |= next_tok == eos_token_id
+        if bool(done.all()) or t == max_new_tokens - 1:
             break
+        # Rows leave the batch in groups: dropping them copies the whole cache, so wait until a
+        # quarter of the batch is done (rows past EOS meanwhile compute but record nothing).
+        if int(done.sum()) * 4 >= len(done):
+            idx = (~done).nonzero().squeeze(1)  # (A',)
+            past = select_rows(past, idx)
+            rows, next_tok, pos, full_mask, done = rows[idx], next_tok[idx], pos[idx], full_mask[idx], done[idx]
         pos = pos + 1
         out = model(input_ids=next_tok[:, None], attention_mask=full_mask[:, : T_q + t + 1], position_ids=pos,
                     use_cache=True, **{cache_kw: past})
         past = out[cache_kw]
         logits = out.logits[:, -1, :]
-    response = torch.stack(tokens, dim=1)  # (B, T_r)
+    response = response[:, :steps]  # (B, T_r)
     if not with_logprobs:
         empty = response.new_zeros(response.shape, dtype=torch.float32)
         return Generation(response, empty, empty)
-    return Generation(response, torch.stack(logprobs, dim=1), torch.stack(entropy, dim=1))
+    return Generation(response, logprobs[:, :steps], entropy[:, :steps])
 
 
 def generate_ids(
@@ -149,20 +191,25 @@ def sample(
     if max_prompt_len is None:
         n_pos = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
         max_prompt_len = n_pos - max_new_tokens if n_pos else None
-    samples: list[Sample] = []
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    # Batches of prompts of similar length (stable: repeated prompts stay together): left padding
+    # to the longest prompt of a batch made most of the prompt pass's tokens padding.
+    lengths = [len(encode_prompt(tokenizer, p, max_prompt_len, shots)) for p in prompts]
+    order = sorted(range(len(prompts)), key=lengths.__getitem__)
+    samples: list[Sample | None] = [None] * len(prompts)
     bar = progress(total=len(prompts), desc=desc, unit="prompt", disable=not show_progress)
     for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start: start + batch_size])
+        rows = order[start: start + batch_size]
+        chunk = [prompts[i] for i in rows]
         b = collate_prompts(tokenizer, chunk, max_prompt_len, shots)
         resp = generate_ids(model, b.input_ids.to(device), b.attention_mask.to(device), b.position_ids.to(device),
                             max_new_tokens, temperature, eos, pad, g)  # (B, T_r)
-        for prompt, row in zip(chunk, resp.tolist()):
+        for i, prompt, row in zip(rows, chunk, resp.tolist()):
             ended = eos in row
             ids = row[: row.index(eos) + 1] if ended else row
             text = tokenizer.decode(ids[:-1] if ended else ids, skip_special_tokens=True)
-            samples.append(Sample(prompt, text, ids, ended))
+            samples[i] = Sample(prompt, text, ids, ended)
         bar.update(len(chunk))
     bar.close()
     model.train(was_training)
-    return samples
+    return samples  # type: ignore[return-value]  (every slot filled)

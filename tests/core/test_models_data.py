@@ -9,7 +9,7 @@ import torch
 
 from instructgpt.data import IGNORE_INDEX, collate_prompts, collate_sft, encode_prompt, make_blocks
 from instructgpt.evaluation import choice_accuracy, corpus_loss
-from instructgpt.generation import generate_ids, sample
+from instructgpt.generation import generate, generate_ids, sample
 from instructgpt.models import (
     ModelConfig,
     RewardModel,
@@ -163,6 +163,40 @@ def test_sample_deterministic_and_eos_stripped(tiny_model, tokenizer):
     s = sample(tiny_model, tokenizer, ["hi"], max_new_tokens=5, seed=0)[0]
     hook.remove()
     assert s.ended_with_eos and s.response == "" and s.response_ids == [tokenizer.eos_token_id]
+
+
+def test_batched_sampling_matches_one_prompt_at_a_time(tiny_model, tokenizer):
+    """The sampler's shortcuts (repeated prompts run once, batches of similar length, rows leaving
+    the batch after their EOS) change nothing a row sees: greedy answers equal those of each prompt
+    alone, and the sampling pass's log-probabilities equal a full forward over prompt + answer."""
+    eos = tokenizer.eos_token_id
+
+    def eos_after_some_tokens(module, args, kwargs, out):  # rows end at different steps, or never
+        ids = kwargs["input_ids"][:, -out["logits"].shape[1]:]  # the positions whose logits are kept
+        out["logits"][..., eos] += 100.0 * (ids % 7 == 0)
+        return out
+
+    tiny_model.register_forward_hook(eos_after_some_tokens, with_kwargs=True)
+    prompts = ["repeat the word cat 2 times", "hi", "repeat the word cat 2 times", "sun",
+               "repeat the word dog 1 times and the cat sat on the mat", "hi", "hi", "blue bird"]
+    batched = sample(tiny_model, tokenizer, prompts, max_new_tokens=12, temperature=0.0, batch_size=8, seed=0)
+    alone = [sample(tiny_model, tokenizer, [p], max_new_tokens=12, temperature=0.0, seed=0)[0] for p in prompts]
+    assert [s.prompt for s in batched] == prompts
+    assert [s.response_ids for s in batched] == [s.response_ids for s in alone]
+    assert {s.ended_with_eos for s in batched} == {True, False}  # some rows left the batch early
+    b = collate_prompts(tokenizer, prompts)
+    g = generate(tiny_model, b.input_ids, b.attention_mask, b.position_ids, 12, 1.0, tokenizer.eos_token_id,
+                 tokenizer.pad_token_id, torch.Generator().manual_seed(3))
+    for i in range(len(prompts)):
+        ids = g.response[i].tolist()
+        n = ids.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in ids else len(ids)
+        assert all(t == tokenizer.pad_token_id for t in ids[n:])  # padding after the EOS
+        assert (g.logprobs[i, n:] == 0).all()
+        seq = torch.tensor([encode_prompt(tokenizer, prompts[i]) + ids[:n]])
+        with torch.no_grad():
+            logits = tiny_model(input_ids=seq).logits[0, -n - 1:-1]  # (n, V)
+        full = torch.log_softmax(logits, -1).gather(1, torch.tensor(ids[:n])[:, None]).squeeze(1)
+        assert torch.allclose(g.logprobs[i, :n], full, atol=1e-5)
 
 
 def bigram_model(model, tokenizer, table: dict[str, dict[str, float]]):
