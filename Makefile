@@ -39,7 +39,7 @@ help:
 	@echo "               PROFILE=tiny: the tiny profile, in its own workspace profiles/tiny/"
 	@echo "make test    - the test suite (without the long acceptance runs)"
 	@echo "make test-acceptance - own data/model/labelers end to end, and a real Label Studio round trip"
-	@echo "make test-services - MLflow on PostgreSQL, DVC on S3 (moto), Prefect server + two workers (~10 min)"
+	@echo "make test-services - MLflow on PostgreSQL, DVC on S3 (moto), Prefect server + two workers (10-15 min)"
 	@echo "make ui      - MLflow UI on http://127.0.0.1:5000 over mlflow/"
 	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start'; DEPLOYMENT=name)"
 	@echo "make worker  - start a worker on the local process pool"

@@ -71,15 +71,20 @@ def http_ok(url: str) -> Callable[[], bool]:
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, group: bool = True) -> None:
     """Stop a service (its whole process group when it was started in a session of its own)."""
+    def send(signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(proc.pid, signum)
+            else:
+                proc.send_signal(signum)
+
     if proc.poll() is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    send(sig)
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
+        send(signal.SIGKILL)
         proc.wait()
 
 
