@@ -1,6 +1,6 @@
 """A shared tracking server: `mlflow server` on a real PostgreSQL, artifacts served by the server.
 
-The tiny pipeline ran through the Prefect flow with only MLFLOW_TRACKING_URI pointing at the server
+The tiny pipeline ran through the Prefect flow with MLFLOW_TRACKING_URI pointing at the server
 (conftest.trained_workspace): every stage is real project code, and the evaluate stage registers
 the models. What lands where is read back from the server, its database and its artifact folder.
 """
@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,19 @@ def test_second_workspace_evaluates_against_the_shared_champion(trained_workspac
     with postgres.connect() as conn:
         versions = conn.execute("SELECT count(*) FROM model_versions WHERE name = 'instructgpt-policy'").fetchone()[0]
     assert versions == 2
+
+
+def test_make_ui_points_at_the_server(mlflow_server, tmp_path):
+    """`make ui` (flows.ui) starts no local UI against a tracking server: it prints the server's runs table."""
+    from mlflow import MlflowClient
+
+    from tests.services import servers
+
+    repo = Path(__file__).resolve().parents[2]
+    env = servers.clean_env(MLFLOW_TRACKING_URI=mlflow_server.url, PYTHONPATH=str(repo))
+    proc = subprocess.run([sys.executable, "-m", "flows.ui"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    exp_id = MlflowClient(mlflow_server.url).get_experiment_by_name("instructgpt").experiment_id
+    assert f"MLflow UI: {mlflow_server.url}/#/experiments/{exp_id}/runs" in proc.stdout
+    assert not (tmp_path / "mlflow").exists()
