@@ -20,6 +20,9 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export GX_ANALYTICS_ENABLED := false
+# The Prefect deployment's name (prefect.yaml): one deployment per workspace on a shared server,
+# e.g. make deploy DEPLOYMENT=nightly-alice (docs/SCALE.md, section 6)
+DEPLOYMENT ?= nightly
 # Label Studio (make labelstudio): a local service in its own venv .labelstudio/venv, on 127.0.0.1 only.
 # Set your own user, password and token before its first start (kept in .labelstudio/data).
 LABEL_STUDIO_PORT ?= 8080
@@ -29,15 +32,16 @@ LABEL_STUDIO_API_KEY ?= instructgpt-local-token
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
 export LABEL_STUDIO_PORT LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_API_KEY LABEL_STUDIO_URL
 
-.PHONY: run test ui data venv deploy worker bench bench-peers world demo-base clean help test-acceptance labelstudio labelstudio-venv labels-push labels-pull
+.PHONY: run test ui data venv deploy worker bench bench-peers world demo-base clean help test-acceptance test-services labelstudio labelstudio-venv labels-push labels-pull
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
 	@echo "               PROFILE=tiny: the tiny profile, in its own workspace profiles/tiny/"
 	@echo "make test    - the test suite (without the long acceptance runs)"
 	@echo "make test-acceptance - own data/model/labelers end to end, and a real Label Studio round trip"
+	@echo "make test-services - MLflow on PostgreSQL, DVC on S3 (moto), Prefect server + two workers (10-15 min)"
 	@echo "make ui      - MLflow UI on http://127.0.0.1:5000 over mlflow/"
-	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start')"
+	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start'; DEPLOYMENT=name)"
 	@echo "make worker  - start a worker on the local process pool"
 	@echo "make bench   - the benchmarks under bench/"
 	@echo "make bench-peers - PPO and the RM against TRL on the same shapes (installs the peers in .peers/)"
@@ -76,7 +80,12 @@ run: venv data
 
 # make test: everything but the two long acceptance runs (< 15 min on 2 cores); .ci/run runs both.
 test: venv
-	$(PY) -m pytest -q -m "not acceptance and not labelstudio"
+	$(PY) -m pytest -q -m "not acceptance and not labelstudio and not services"
+
+# the shared services, each a real server started by the tests (docs/SCALE.md, sections 4-6):
+# PostgreSQL + MLflow server, moto's S3 server, Prefect server + two workers; trains the tiny profile once
+test-services: venv
+	$(PY) -m pytest -q -m services
 
 # a team's own data end to end (~5 min) and the real Label Studio round trip (~1 min + its venv)
 test-acceptance: venv
@@ -85,9 +94,11 @@ test-acceptance: venv
 ui: venv
 	@cd ./$(WS) && $(CURDIR)/$(PY) -m flows.ui
 
+# the pool is created when missing and left as it is otherwise (on a shared server, other
+# workspaces' deployments use it too)
 deploy: venv
-	$(BIN)/prefect work-pool create local --type process --overwrite
-	$(BIN)/prefect --no-prompt deploy --all
+	$(BIN)/prefect work-pool inspect local >/dev/null 2>&1 || $(BIN)/prefect work-pool create local --type process
+	INSTRUCTGPT_DEPLOYMENT=$(DEPLOYMENT) $(BIN)/prefect --no-prompt deploy --all
 
 worker: venv
 	$(BIN)/prefect worker start --pool local

@@ -1,4 +1,5 @@
-"""MLflow plumbing shared by the stages and the flow: one experiment, a local SQLite store.
+"""MLflow plumbing shared by the stages and the flow: one experiment, a local SQLite store by
+default, or the tracking server ``MLFLOW_TRACKING_URI`` names (docs/SCALE.md, section 4).
 
 The flow opens one parent run per pipeline run and passes its id to the stage processes in
 ``INSTRUCTGPT_PARENT_RUN_ID``; a stage run by plain `dvc repro` has no parent.
@@ -25,25 +26,40 @@ def tracking_uri() -> str:
     return f"sqlite:///{(STORE_DIR / 'mlflow.db').resolve()}"
 
 
+def is_server(uri: str) -> bool:
+    """A tracking server (``http(s)://``) rather than a store this process opens itself."""
+    return uri.startswith(("http://", "https://"))
+
+
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: the server's own default root for a tracking
+    server (``mlflow-artifacts:/`` when it serves artifacts, so every client uploads through it
+    and none needs the server's disk), else an absolute path under ``mlflow/artifacts``."""
+    if is_server(uri):
+        return None
+    artifacts = (STORE_DIR / "artifacts").resolve()
+    artifacts.mkdir(parents=True, exist_ok=True)
+    return artifacts.as_uri()
+
+
 def setup() -> str:
     """Point mlflow at the store and return the experiment id, creating the experiment once.
 
-    The experiment's artifact root is an absolute path under ``mlflow/artifacts`` and it carries
+    The experiment's artifact root is given by ``artifact_location`` and it carries
     ``mlflow.experimentKind=custom_model_development`` so that MLflow 3's UI opens it on the
     runs table rather than the GenAI overview.
     """
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
     if exp is not None:
         mlflow.set_experiment(experiment_id=exp.experiment_id)
         return exp.experiment_id
-    artifacts = (STORE_DIR / "artifacts").resolve()
-    artifacts.mkdir(parents=True, exist_ok=True)
     exp_id = mlflow.create_experiment(
         EXPERIMENT,
-        artifact_location=artifacts.as_uri(),
+        artifact_location=artifact_location(uri),
         tags={"mlflow.experimentKind": "custom_model_development"},
     )
     mlflow.set_experiment(experiment_id=exp_id)
@@ -69,6 +85,10 @@ def dvc_lock_hash() -> str:
     return hashlib.sha256(lock.read_bytes()).hexdigest()[:16]
 
 
-def run_url(experiment_id: str, run_id: str, host: str = "http://127.0.0.1:5000") -> str:
-    """Link to a run in the MLflow UI started by `make ui`."""
+def run_url(experiment_id: str, run_id: str, host: str | None = None) -> str:
+    """Link to a run in the MLflow UI: the tracking server's own when ``MLFLOW_TRACKING_URI``
+    names one, else the one `make ui` starts."""
+    if host is None:
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+        host = uri.rstrip("/") if is_server(uri) else "http://127.0.0.1:5000"
     return f"{host}/#/experiments/{experiment_id}/runs/{run_id}"

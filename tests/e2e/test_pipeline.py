@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import run
+from tests.e2e.conftest import cached_outs, run
 
 pytestmark = pytest.mark.e2e
 STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "evaluate"]
@@ -232,18 +232,14 @@ def test_cached_run_adds_no_mlflow_parent_run(workspace, prefect_server, monkeyp
 def test_run_cache_through_a_remote_skips_training(workspace, tmp_path_factory):
     """README, scaling out: `dvc push --run-cache` here, `dvc fetch --run-cache` in a second
     workspace, and its `dvc repro --pull` restores every stage's outputs instead of training again."""
-    from tests.e2e.conftest import make_workspace
+    from tests.e2e.conftest import share_run_cache
 
+    # the same path over S3-compatible storage: tests/services/test_dvc_s3.py
     remote = tmp_path_factory.mktemp("shared-remote")
-    run(workspace, "dvc", "remote", "add", "-f", "shared", str(remote))
-    run(workspace, "dvc", "push", "-q", "-r", "shared", "--run-cache")
-    other = make_workspace(tmp_path_factory.mktemp("second"))
-    run(other, "dvc", "remote", "add", "-d", "-f", "shared", str(remote))
-    run(other, "dvc", "fetch", "-q", "--run-cache")
-    out = run(other, "dvc", "repro", "--pull").stdout
+    other, out = share_run_cache(workspace, tmp_path_factory.mktemp("second"), str(remote))
     assert out.count("is cached - skipping run") == len(STAGES), out
     assert "Running stage" not in out
-    assert _cached_outs(other) == _cached_outs(workspace)
+    assert cached_outs(other) == cached_outs(workspace)
 
 
 def test_ppo_param_change_reruns_only_ppo_and_evaluate(workspace, prefect_server, monkeypatch):
@@ -315,22 +311,6 @@ def test_gate_failure_stops_stage_and_writes_nothing(workspace, monkeypatch):
     assert not list((workspace / "outputs").glob(".staging-sft-*"))
 
 
-def _cached_outs(ws: Path) -> dict[str, str]:
-    """md5 of every cached stage output recorded in dvc.lock (metrics carry timings: excluded)."""
-    import yaml
-
-    lock = yaml.safe_load((ws / "dvc.lock").read_text())
-    return {
-        out["path"]: out["md5"]
-        for stage in lock["stages"].values()
-        for out in stage.get("outs", [])
-        # metrics carry timings; the registry decision (and the pairs against the champion) depend on
-        # the store's history
-        if not out["path"].endswith(("metrics.json", "report.json", "curve.csv", "win_rates.csv", "registry.json",
-                                     "champion_pairs.jsonl"))
-    }
-
-
 def test_plain_dvc_repro_reproduces_the_flow(workspace, tmp_path_factory):
     """`dvc repro` alone, in a fresh copy, gives the same outputs as the Prefect flow did."""
     from tests.e2e.conftest import make_workspace
@@ -339,7 +319,7 @@ def test_plain_dvc_repro_reproduces_the_flow(workspace, tmp_path_factory):
     # the flow workspace has had its ppo seed changed by an earlier test: use its params
     (other / "params.yaml").write_text((workspace / "params.yaml").read_text())
     run(other, "dvc", "repro")
-    assert _cached_outs(other) == _cached_outs(workspace)
+    assert cached_outs(other) == cached_outs(workspace)
     # plain dvc repro logs too: one run per stage, without a parent
     import mlflow
     from mlflow import MlflowClient
