@@ -22,7 +22,7 @@ from instructgpt.generation import generate
 from instructgpt.losses import gae, kl_k1, kl_k3, masked_whiten, per_token_rewards
 from instructgpt.models import RewardModel, position_ids_from_mask
 from instructgpt.scoring import score_pairs
-from instructgpt.train.common import device_of
+from instructgpt.train.common import DistContext, device_of
 from instructgpt.train.ppo.config import PPOConfig
 
 
@@ -92,7 +92,7 @@ class Rollout:
 
 @torch.no_grad()
 def rollout(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], cfg: PPOConfig,
-            generator: torch.Generator) -> Rollout:
+            generator: torch.Generator, uniforms: torch.Tensor | None = None) -> Rollout:
     """Step 1: one response per prompt, sampled with the KV cache at ``cfg.temperature``; tokens
     after the first EOS become padding.
 
@@ -101,12 +101,13 @@ def rollout(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     (``response_logits``) up to float rounding: at bench/ppo_vs_trl.py's shapes (GPT-2 4×256,
     64 left-padded prompts, 32 tokens) max |Δ| 1.4e-6 for log-probabilities and 3.3e-6 for
     entropies; tests/core/test_ppo_value.py holds them to 1e-5, test_archs.py checks the other
-    architectures."""
+    architectures. ``uniforms`` (B, max_new_tokens): per-row sampling noise (``generate``) in
+    place of ``generator``."""
     device = device_of(policy)
     q = collate_prompts(tokenizer, list(prompts), cfg.max_prompt_len)
     query_ids, query_mask = q.input_ids.to(device), q.attention_mask.to(device)  # (B, T_q)
     gen = generate(policy, query_ids, query_mask, q.position_ids.to(device), cfg.max_new_tokens, cfg.temperature,
-                   tokenizer.eos_token_id, tokenizer.pad_token_id, generator)
+                   tokenizer.eos_token_id, tokenizer.pad_token_id, generator, uniforms=uniforms)
     mask, ended = response_mask(gen.response, tokenizer.eos_token_id)  # (B, T_r), (B,)
     response = torch.where(mask, gen.response, torch.full_like(gen.response, tokenizer.pad_token_id))  # (B, T_r)
     input_ids = torch.cat([query_ids, response], 1)  # (B, T_q + T_r)
@@ -218,3 +219,31 @@ def monitor_samples(policy: PreTrainedModel, ref_policy: PreTrainedModel, reward
             out.append({"prompt": prompt, "response": text, "kl": float(kl[i]), "rm_score": float(rm[i]),
                         "ended_with_eos": bool(roll.ended[i])})
     return out
+
+
+def gather_rollout(ctx: DistContext, roll: Rollout, scored: Scores, prompts: list[str], pad_token_id: int
+                   ) -> tuple[Rollout, Scores]:
+    """The global batch of a rollout sharded with ``ctx.shard`` (row g sampled by rank g % world):
+    every rank's rows gathered in global order, prompts left-padded and responses right-padded to
+    the longest shard's, which are the lengths one process sampling the whole batch gets. The
+    tensors are a few (B, T) rows: cheap next to the sampling they spare. ``prompts``: the global
+    batch's. Single process: ``roll`` and ``scored`` themselves."""
+    if not ctx.enabled:
+        return roll, scored
+    B = len(prompts)
+
+    def rows(t: torch.Tensor, pad: float = 0, left: bool = False) -> torch.Tensor:
+        return ctx.gather_rows(t, B, pad, left)
+
+    q = roll.query_len
+    query_ids = rows(roll.input_ids[:, :q], pad_token_id, left=True)  # (B, T_q)
+    query_mask = rows(roll.attention_mask[:, :q], 0, left=True)  # (B, T_q)
+    response = rows(roll.response, pad_token_id)  # (B, T_r)
+    mask = rows(roll.mask, False)  # (B, T_r)
+    input_ids = torch.cat([query_ids, response], 1)  # (B, T_q + T_r)
+    attention_mask = torch.cat([query_mask, mask.long()], 1)  # (B, T_q + T_r)
+    glob = Rollout(list(prompts), input_ids, attention_mask, position_ids_from_mask(attention_mask),
+                   query_ids.shape[1], response, mask, rows(roll.ended, False), rows(roll.logprobs),
+                   rows(roll.entropy))
+    return glob, Scores(rows(scored.ref_logprobs), rows(scored.values), rows(scored.rm_scores), rows(scored.scores),
+                        rows(scored.rewards), rows(scored.non_score_reward))
