@@ -16,8 +16,8 @@ project never needs one.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -49,8 +49,15 @@ class ComputeConfig:
     """Several processes: "ddp" (each holds the whole model, gradients all-reduced) or "fsdp"
     (torch FSDP2: parameters, gradients and optimizer state sharded across processes; the
     pretraining/SFT/RM loop only, for models that do not fit one device)."""
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-stage overrides of the fields above, keyed by the stage's module (``tasks.<name>``),
+    e.g. ``{ppo: {launcher: torchrun, nproc_per_node: 2}}``."""
 
     def __post_init__(self) -> None:
+        known = {f.name for f in fields(self)} - {"stages"}
+        for stage, over in self.stages.items():
+            if not isinstance(over, dict) or set(over) - known:
+                raise ConfigError(f"compute.stages.{stage}: a mapping of {sorted(known)}, got {over!r}")
         if self.device.split(":")[0] not in DEVICES:
             raise ConfigError(f"compute.device={self.device!r}: choose one of {', '.join(DEVICES)} (or cuda:N)")
         if self.precision not in PRECISIONS:
@@ -63,6 +70,11 @@ class ComputeConfig:
             raise ConfigError("compute.nproc_per_node > 1 needs compute.launcher: torchrun")
         if self.parallel not in PARALLEL:
             raise ConfigError(f"compute.parallel={self.parallel!r}: choose one of {', '.join(PARALLEL)}")
+
+
+    def for_stage(self, stage: str) -> "ComputeConfig":
+        """This config with ``stages[stage]``'s overrides applied (and checked)."""
+        return replace(self, **self.stages.get(stage, {}), stages={})
 
 
 @dataclass(frozen=True)

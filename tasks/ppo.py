@@ -117,6 +117,8 @@ def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Sta
     from instructgpt.train.ppo import train_ppo
 
     policy, ref_policy, value_model, reward_model, tokenizer, reward_tokenizer = load_models(cfg.seed)
+    for m in (policy, ref_policy, value_model, reward_model):
+        stage.place(m)
     metrics = train_ppo(policy, ref_policy, value_model, reward_model, tokenizer, prompts, ptx_texts, cfg,
                         stage.log, sample_log=monitor.samples, monitor_prompts=monitor.texts,
                         reward_tokenizer=reward_tokenizer)
