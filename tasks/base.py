@@ -33,7 +33,8 @@ def body(stage: Stage) -> None:
     else:
         stage.metrics.update(pretrain(cfg, train_texts, heldout_texts, out, stage))
         stage.metrics["trained"] = 1
-    stage.metrics.update(score(out, heldout_texts, cfg.nlp_task_items, stage))
+    if stage.is_main:  # reads the saved model back: transformers writes it on rank 0 only under torchrun
+        stage.metrics.update(score(out, heldout_texts, cfg.nlp_task_items, stage))
     stage.metrics["corpus/train_docs"] = len(train_texts)
     stage.metrics["corpus/heldout_docs"] = len(heldout_texts)
     if stage.run is not None:

@@ -374,6 +374,11 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
     run_ctx = _start_run(name)
     with run_ctx as run:
         stage = Stage(name, params, run, section, compute)
+        if stage.is_main:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            precision = "fp32" if compute.dtype is None else f"{str(compute.dtype).removeprefix('torch.')} autocast"
+            print(f"[{name}] compute: {compute.device}, {precision}, {world} process{'es' if world > 1 else ''}",
+                  flush=True)
         try:
             with compute.scope():  # autocast (bf16) for every forward pass of the stage, when asked
                 body(stage)

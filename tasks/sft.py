@@ -58,6 +58,8 @@ def body(stage: Stage) -> None:
 
     model_dir = stage.path("outputs/sft/model")
     stage.metrics.update(run_sft(cfg, train, valid, model_dir, stage))
+    if not stage.is_main:  # the samples read the saved model back: transformers writes it on rank 0 only
+        return
     samples = sample_valid(model_dir, [p for p, _ in valid[:32]], cfg.seed, stage)
     write_jsonl(stage.path("outputs/sft/samples.jsonl"), samples)
     if stage.run is not None:
