@@ -29,7 +29,6 @@ M = TypeVar("M", bound=nn.Module)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 LAUNCHERS = ("plain", "torchrun")
-PARALLEL = ("ddp", "fsdp")
 
 
 @dataclass
@@ -45,10 +44,6 @@ class ComputeConfig:
     """"plain" (one process) or "torchrun" (``nproc_per_node`` processes of data parallelism)."""
     nproc_per_node: int = 1
     """Processes a torchrun launch starts (each takes its shard of every global batch)."""
-    parallel: str = "ddp"
-    """Several processes: "ddp" (each holds the whole model, gradients all-reduced) or "fsdp"
-    (torch FSDP2: parameters, gradients and optimizer state sharded across processes; the
-    pretraining/SFT/RM loop only, for models that do not fit one device)."""
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-stage overrides of the fields above, keyed by the stage's module (``tasks.<name>``),
     e.g. ``{ppo: {launcher: torchrun, nproc_per_node: 2}}``."""
@@ -68,8 +63,6 @@ class ComputeConfig:
             raise ConfigError(f"compute.nproc_per_node={self.nproc_per_node} must be >= 1")
         if self.launcher == "plain" and self.nproc_per_node != 1:
             raise ConfigError("compute.nproc_per_node > 1 needs compute.launcher: torchrun")
-        if self.parallel not in PARALLEL:
-            raise ConfigError(f"compute.parallel={self.parallel!r}: choose one of {', '.join(PARALLEL)}")
 
 
     def for_stage(self, stage: str) -> "ComputeConfig":

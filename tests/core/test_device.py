@@ -40,7 +40,7 @@ def test_explicit_choices_and_refusals():
     with pytest.raises(ConfigError, match="no CUDA device"):
         resolve(ComputeConfig(device="cuda"))
     for bad in ({"device": "tpu"}, {"precision": "fp16"}, {"launcher": "mpirun"}, {"nproc_per_node": 0},
-                {"nproc_per_node": 2}, {"parallel": "zero3"}, {"stages": {"ppo": {"gpus": 2}}}):
+                {"nproc_per_node": 2}, {"stages": {"ppo": {"gpus": 2}}}):
         with pytest.raises(ConfigError, match="compute"):
             ComputeConfig(**bad)
     per_stage = ComputeConfig(stages={"ppo": {"launcher": "torchrun", "nproc_per_node": 2}})
