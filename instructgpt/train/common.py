@@ -157,7 +157,7 @@ class DistContext:
         longest shard's (``left``: on the left, as prompts are). (n_rows, ...) on every rank."""
         if not self.enabled:
             return t
-        shape = torch.tensor([t.shape[0], *t.shape[1:2]], dtype=torch.long)
+        shape = torch.tensor([t.shape[0], *t.shape[1:2]], dtype=torch.long, device=self.device)
         sizes = [torch.zeros_like(shape) for _ in range(self.world_size)]
         dist.all_gather(sizes, shape)  # gloo/nccl all_gather needs equal shapes: pad to the largest
         rows_max = max(int(s[0]) for s in sizes)
