@@ -8,6 +8,9 @@ None), refusing what this machine cannot do. The stage shell moves its models wi
 thread-local context, so every forward pass inside (training loops, PPO rollouts, sampling,
 evaluation) runs in the chosen precision without the library threading a flag through.
 
+torch is imported when a config is resolved, not with this module: ``ComputeConfig`` is read by
+the launcher and by stages (ingest) that never touch a model.
+
 On a CPU the default resolves to fp32 with autocast off: ``scope()`` is then a null context and
 the numerics are bit-identical to code that never heard of it. GPUs only where present: the
 project never needs one.
@@ -17,14 +20,15 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypeVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from instructgpt.config import ConfigError
 
-M = TypeVar("M", bound=nn.Module)
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+M = TypeVar("M", bound="nn.Module")
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -87,6 +91,8 @@ class Compute:
         """Autocast for the forward passes run inside; a null context without a dtype."""
         if self.dtype is None:
             return contextlib.nullcontext()
+        import torch
+
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     @property
@@ -96,10 +102,14 @@ class Compute:
 
 
 def cuda_available() -> bool:
+    import torch
+
     return torch.cuda.is_available()
 
 
 def mps_available() -> bool:
+    import torch
+
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
 
 
@@ -107,6 +117,8 @@ def resolve(cfg: ComputeConfig = ComputeConfig(), local_rank: int = 0) -> Comput
     """The device and autocast dtype ``cfg`` asks for on this machine; ``ConfigError`` (exit 2
     in a stage) when it asks for a device or precision the machine lacks. ``local_rank`` picks
     this process's GPU under torchrun (``cuda`` without an index)."""
+    import torch
+
     name = cfg.device
     if name == "auto":
         name = "cuda" if cuda_available() else "mps" if mps_available() else "cpu"
@@ -129,6 +141,8 @@ def resolve(cfg: ComputeConfig = ComputeConfig(), local_rank: int = 0) -> Comput
 
 def _dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype: bf16 where asked (or, with "auto", on a GPU that supports it), else None."""
+    import torch
+
     if precision == "fp32":
         return None
     supported = bf16_supported(device)
@@ -143,6 +157,8 @@ def _dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def bf16_supported(device: torch.device) -> bool:
     """Whether autocast to bf16 has kernels on ``device`` (CUDA: the GPU's capability)."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type in ("cpu", "mps")

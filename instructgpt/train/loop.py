@@ -3,7 +3,7 @@
 A stage describes its work as a ``Stage`` (the model it trains, the order of its items per
 epoch, the loss of a batch of item indices, how it evaluates and selects); ``train_loop`` does
 the rest, the same for all three: AdamW + warmup-cosine schedule, the data-parallel shard /
-share / gradient sync (``DistContext``), the non-finite stop, gradient clipping, EMA'd loss and
+share (``DistContext``) and DDP gradient sum, the non-finite stop, gradient clipping, EMA'd loss and
 statistics in the logs, the progress bar, periodic evaluation, checkpoint and resume. The
 shared knobs are ``TrainConfig``'s fields; each stage's config extends it.
 
