@@ -10,7 +10,9 @@ minibatch 16, 2 PPO epochs, 32 new tokens, ptx_coef 0.1), run as full ``train_pp
                        takes its rows of every minibatch, DDP sums the gradients
 
 samples/s = batch size / median step time (the first step is a warm-up and is dropped); rank 0
-times the steps. "tokens/proc" counts the tokens each process sampled in the timed run (a
+times the steps. "CPU s/step/proc" is rank 0's CPU time per step (``time.process_time``): the
+work one process does; on a machine whose cores are busy with other jobs the processes share
+what is left, and the wall time shows that rather than the split of the work. "tokens/proc" counts the tokens each process sampled in the timed run (a
 forward hook on the policy's KV-cached calls): with 2 processes, half of one's. Prints a table
 and, as the LAST line, one JSON object. Not part of the test suite; the machine's other load
 is printed with it (a shared machine slows every row).
@@ -69,13 +71,16 @@ def _worker(rank: int, world: int, threads: int, port: int, model_dir: str, step
                 tokens[0] += kwargs["input_ids"].shape[0]
 
         policy.register_forward_hook(count, with_kwargs=True)
-        stamps: list[float] = []
-        t0 = time.perf_counter()
+        stamps: list[tuple[float, float]] = []
+        t0 = (time.perf_counter(), time.process_time())
         train_ppo(policy, None, None, rm, tokenizer, prompts, corpus, ppo_cfg(steps),
-                  log=lambda m, s: stamps.append(time.perf_counter()))
-        step_times = [b - a for a, b in zip([t0] + stamps[:-1], stamps)][1:]  # first step = warm-up
+                  log=lambda m, s: stamps.append((time.perf_counter(), time.process_time())))
+        pairs = list(zip([t0] + stamps[:-1], stamps))[1:]  # first step = warm-up
+        step_times = [b[0] - a[0] for a, b in pairs]
+        cpu_times = [b[1] - a[1] for a, b in pairs]
         per_step_tokens = tokens[0] / (steps + 1)
-        result = {"step_s": statistics.median(step_times) if step_times else None, "tokens": per_step_tokens}
+        result = {"step_s": statistics.median(step_times) if step_times else None, "tokens": per_step_tokens,
+                  "cpu_s": statistics.median(cpu_times) if cpu_times else None}
         Path(f"{out}.{rank}").write_text(json.dumps(result))
     finally:
         if dist.is_initialized():
@@ -95,7 +100,7 @@ def run(world: int, threads: int, model_dir: str, steps: int, tmp: str) -> dict:
     res = [json.loads(Path(f"{out}.{r}").read_text()) for r in range(world)]
     step_s = res[0]["step_s"]
     return {"procs": world, "threads": threads, "step_s": step_s, "samples_per_s": 32 / step_s,
-            "tokens_per_proc_step": [r["tokens"] for r in res]}
+            "cpu_s_rank0": res[0]["cpu_s"], "tokens_per_proc_step": [r["tokens"] for r in res]}
 
 
 def main() -> None:
@@ -116,9 +121,10 @@ def main() -> None:
             runs.append(run(n, 1, f"{tmp}/model", args.steps, tmp))
     print(f"PPO on the demo-size model (batch 32, 32 new tokens), {cores} cores, load average before "
           f"{load[0]:.2f} / after {os.getloadavg()[0]:.2f}")
-    print(f"{'procs × threads':>16} {'step s':>8} {'samples/s':>10} {'tokens/proc/step':>18}")
+    print(f"{'procs × threads':>16} {'step s':>8} {'samples/s':>10} {'CPU s/step/proc':>16} {'tokens/proc/step':>18}")
     for r in runs:
         print(f"{r['procs']:>10} × {r['threads']:<3} {r['step_s']:>8.2f} {r['samples_per_s']:>10.1f} "
+              f"{r['cpu_s_rank0']:>16.2f} "
               f"{'/'.join(f'{t:.0f}' for t in r['tokens_per_proc_step']):>18}")
     print(json.dumps({"bench": "ppo_ddp", "cores": cores, "load_before": load[0], "torch": torch.__version__,
                       "runs": runs}))

@@ -230,20 +230,25 @@ def gather_rollout(ctx: DistContext, roll: Rollout, scored: Scores, prompts: lis
     batch's. Single process: ``roll`` and ``scored`` themselves."""
     if not ctx.enabled:
         return roll, scored
-    B = len(prompts)
-
-    def rows(t: torch.Tensor, pad: float = 0, left: bool = False) -> torch.Tensor:
-        return ctx.gather_rows(t, B, pad, left)
-
-    q = roll.query_len
-    query_ids = rows(roll.input_ids[:, :q], pad_token_id, left=True)  # (B, T_q)
-    query_mask = rows(roll.attention_mask[:, :q], 0, left=True)  # (B, T_q)
-    response = rows(roll.response, pad_token_id)  # (B, T_r)
-    mask = rows(roll.mask, False)  # (B, T_r)
+    B, q = len(prompts), roll.query_len
+    # packed per shape, so that the gather is 4 collectives, not one per tensor (each is a point
+    # where the processes wait for each other); padding ids are restored from the masks below
+    query = ctx.gather_rows(torch.stack([roll.input_ids[:, :q], roll.attention_mask[:, :q]], -1), B,
+                            left=True)  # (B, T_q, 2) ids, mask
+    tokens = ctx.gather_rows(torch.stack([roll.response, roll.mask.long()], -1), B)  # (B, T_r, 2) ids, mask
+    floats = ctx.gather_rows(torch.stack([t.float() for t in (roll.logprobs, roll.entropy, scored.ref_logprobs,
+                                          scored.values, scored.rewards, scored.non_score_reward)], -1),
+                             B)  # (B, T_r, 6) fp32 (bf16 values under autocast are widened)
+    per_row = ctx.gather_rows(torch.stack([roll.ended.float(), scored.rm_scores.float(), scored.scores.float()], -1),
+                              B)  # (B, 3)
+    query_mask = query[..., 1]  # (B, T_q)
+    query_ids = torch.where(query_mask.bool(), query[..., 0], pad_token_id)  # (B, T_q) left pad, as collated
+    mask = tokens[..., 1].bool()  # (B, T_r)
+    response = torch.where(mask, tokens[..., 0], pad_token_id)  # (B, T_r) pad after the first EOS, as sampled
     input_ids = torch.cat([query_ids, response], 1)  # (B, T_q + T_r)
     attention_mask = torch.cat([query_mask, mask.long()], 1)  # (B, T_q + T_r)
+    logprobs, entropy, ref_logprobs, values, rewards, non_score_reward = floats.unbind(-1)  # (B, T_r) each
     glob = Rollout(list(prompts), input_ids, attention_mask, position_ids_from_mask(attention_mask),
-                   query_ids.shape[1], response, mask, rows(roll.ended, False), rows(roll.logprobs),
-                   rows(roll.entropy))
-    return glob, Scores(rows(scored.ref_logprobs), rows(scored.values), rows(scored.rm_scores), rows(scored.scores),
-                        rows(scored.rewards), rows(scored.non_score_reward))
+                   query_ids.shape[1], response, mask, per_row[:, 0].bool(), logprobs, entropy)
+    return glob, Scores(ref_logprobs, values, per_row[:, 1].to(scored.rm_scores.dtype),
+                        per_row[:, 2].to(scored.scores.dtype), rewards, non_score_reward)

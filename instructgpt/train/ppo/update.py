@@ -149,10 +149,10 @@ def ppo_update(policy: PreTrainedModel, value_model: RewardModel, optimizer: tor
                 loss = loss + cfg.ptx_coef * (ptx_loss * ptx_share if ctx.enabled else ptx_loss)
                 mb_stats["ptx/loss"] = ptx_loss.detach()
             loss_sum = loss
-            if ctx.enabled:  # the ranks' weighted shares add up to the minibatch's statistics
-                summed = ctx.all_sum(torch.stack([v.float() * shares[k] for k, v in mb_stats.items()]))
-                mb_stats = dict(zip(mb_stats, summed))
-                loss_sum = ctx.all_sum(loss.detach())
+            if ctx.enabled:  # the ranks' weighted shares add up to the minibatch's statistics (one all-reduce)
+                summed = ctx.all_sum(torch.stack([v.float() * shares[k] for k, v in mb_stats.items()]
+                                                 + [loss.detach().float()]))
+                mb_stats, loss_sum = dict(zip(mb_stats, summed[:-1])), summed[-1]
             check_finite(loss_sum, step, "ppo/loss (policy + value + ptx)")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # DDP: the ranks' gradients summed during the backward
