@@ -80,11 +80,17 @@ def generate(
     pad_token_id: int,
     generator: torch.Generator | None = None,
     with_logprobs: bool = True,
+    uniforms: torch.Tensor | None = None,
 ) -> Generation:
     """Sample up to ``max_new_tokens`` per row with the KV cache; after a row's first EOS it gets
     ``pad_token_id``. ``temperature == 0`` means greedy. With ``with_logprobs`` the logits the
     loop already has give each sampled token's log-probability and the entropy for free
-    (a gather and a logsumexp per step; no second forward pass); without, both are empty."""
+    (a gather and a logsumexp per step; no second forward pass); without, both are empty.
+
+    ``uniforms`` (B, max_new_tokens) in [0, 1): sample token t of row b by inverting the CDF of
+    softmax(logits / temperature) at ``uniforms[b, t]`` instead of ``torch.multinomial`` on
+    ``generator``. The same distribution, but each row's draws are its own: a row samples the
+    same tokens whatever other rows share its batch (data-parallel shards, see ``train_ppo``)."""
     B = input_ids.shape[0]
     device = input_ids.device
     cache_kw = cache_kwarg(model)
@@ -115,7 +121,11 @@ def generate(
         steps = t + 1
         scaled = logits.float() / (temperature if temperature > 0 else 1.0)  # (A, V)
         probs = torch.softmax(scaled, dim=-1) if temperature > 0 or with_logprobs else None  # (A, V)
-        if temperature > 0:
+        if temperature > 0 and uniforms is not None:
+            cdf = probs.cumsum(-1)  # (A, V)
+            u = uniforms[rows, t: t + 1] * cdf[:, -1:]  # (A, 1) scaled to the rounded total mass
+            next_tok = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[1] - 1)  # (A,)
+        elif temperature > 0:
             next_tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (A,)
         else:
             next_tok = logits.argmax(-1)

@@ -33,7 +33,8 @@ def body(stage: Stage) -> None:
     else:
         stage.metrics.update(pretrain(cfg, train_texts, heldout_texts, out, stage))
         stage.metrics["trained"] = 1
-    stage.metrics.update(score(out, heldout_texts, cfg.nlp_task_items))
+    if stage.is_main:  # reads the saved model back: transformers writes it on rank 0 only under torchrun
+        stage.metrics.update(score(out, heldout_texts, cfg.nlp_task_items, stage))
     stage.metrics["corpus/train_docs"] = len(train_texts)
     stage.metrics["corpus/heldout_docs"] = len(heldout_texts)
     if stage.run is not None:
@@ -48,19 +49,20 @@ def pretrain(cfg, train_texts: list[str], heldout_texts: list[str], out: Path, s
     from instructgpt.train.pretrain import pretrain as run_pretrain
 
     tokenizer = train_tokenizer(train_texts, cfg.vocab_size)
-    model = build_causal_lm(cfg.model, tokenizer, seed=cfg.train.seed)
+    model = stage.place(build_causal_lm(cfg.model, tokenizer, seed=cfg.train.seed))
     metrics = run_pretrain(model, tokenizer, train_texts, heldout_texts, cfg.train, stage.log)
     save_model(model, tokenizer, out)
     stage.save_config(out)
     return metrics
 
 
-def score(model_dir: Path, heldout_texts: list[str], n_items: int) -> dict[str, float]:
+def score(model_dir: Path, heldout_texts: list[str], n_items: int, stage: Stage) -> dict[str, float]:
     """Held-out corpus loss and public-NLP-task accuracy of the base model (alignment tax baseline)."""
     from instructgpt.evaluation import choice_accuracy, corpus_loss
     from instructgpt.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(model_dir)
+    stage.place(model)
     items = inputs.read_jsonl(inputs.raw("nlp_task")).head(n_items).to_dict("records")
     return {
         "heldout/loss": corpus_loss(model, tokenizer, heldout_texts[:500]),

@@ -8,7 +8,9 @@ A stage module defines ``def body(stage: Stage) -> None`` and ends with
 - ``stage.path("outputs/sft/model")`` gives a staging path for a declared output; outputs move
   into place only when the body returns, so a failed stage writes nothing;
 - ``stage.log(metrics, step)`` is the library's progress callback (MLflow + DVC plots);
-- ``stage.metrics`` is written to the stage's DVC metrics file and logged to MLflow.
+- ``stage.metrics`` is written to the stage's DVC metrics file and logged to MLflow;
+- ``stage.place(model)`` puts a model on params.yaml ``compute``'s device; the body runs inside
+  its precision scope (bf16 autocast where asked, nothing on the CPU default).
 
 Exit codes: 0 ok, 1 unexpected error (retried by the flow), 2 bad params, 3 gate failed,
 4 training diverged, 5 awaiting labels (2-5 are not retried: re-running cannot fix them; on 5 the
@@ -37,10 +39,12 @@ from typing import Any, TypeVar
 import yaml
 
 from instructgpt.config import ConfigError, flatten, from_dict, to_dict
+from instructgpt.device import Compute, ComputeConfig, resolve
 from tasks import lineage, tracking
 from tasks.gates import GateFailed, GateResult, Table, run_gate
 
 T = TypeVar("T")
+M = TypeVar("M")
 # Under torchrun every rank runs the stage; only rank 0 writes outputs and logs to MLflow.
 RANK = int(os.environ.get("RANK", "0"))
 EXIT_ERROR, EXIT_CONFIG, EXIT_GATE, EXIT_DIVERGED, EXIT_AWAITING = 1, 2, 3, 4, 5
@@ -97,8 +101,11 @@ def declared_outputs(stage: str, dvc_file: str | Path = "dvc.yaml") -> dict[str,
 class Stage:
     """Everything a stage body needs; see the module docstring."""
 
-    def __init__(self, name: str, params: dict[str, Any], run: Any | None, section: str | None = None) -> None:
+    def __init__(self, name: str, params: dict[str, Any], run: Any | None, section: str | None = None,
+                 compute: Compute | None = None) -> None:
         self.name = name
+        self.compute = compute or resolve()
+        """Device and autocast dtype of params.yaml ``compute`` (``instructgpt.device``)."""
         self.params = params
         self.section_name = section or name
         self.section: dict[str, Any] = params.get(self.section_name) or {}
@@ -122,6 +129,10 @@ class Stage:
     def is_main(self) -> bool:
         """False on the other ranks of a torchrun launch: they train, rank 0 writes and logs."""
         return RANK == 0
+
+    def place(self, model: M) -> M:
+        """``model`` on the stage's device (``compute.device``)."""
+        return self.compute.place(model)
 
     # -- params -------------------------------------------------------------------------------
     def config(self, cls: type[T], key: str | None = None, overrides: dict[str, Any] | None = None) -> T:
@@ -355,11 +366,22 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
     except (OSError, yaml.YAMLError) as exc:
         print(f"[{name}] cannot read params.yaml: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        compute = resolve_compute(params, module_name(name))
+    except ConfigError as exc:
+        print(f"[{name}] FAILED: bad params: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     run_ctx = _start_run(name)
     with run_ctx as run:
-        stage = Stage(name, params, run, section)
+        stage = Stage(name, params, run, section, compute)
+        if stage.is_main:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            precision = "fp32" if compute.dtype is None else f"{str(compute.dtype).removeprefix('torch.')} autocast"
+            print(f"[{name}] compute: {compute.device}, {precision}, {world} process{'es' if world > 1 else ''}",
+                  flush=True)
         try:
-            body(stage)
+            with compute.scope():  # autocast (bf16) for every forward pass of the stage, when asked
+                body(stage)
             if stage.is_main:
                 stage.commit()
                 (Path("labels/outbox") / f"{name}.waiting.json").unlink(missing_ok=True)  # no longer waiting
@@ -379,6 +401,29 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
     if stage.is_main:
         print(f"[{name}] done in {time.time() - stage._t0:.1f}s")
     return 0
+
+
+def module_name(stage: str) -> str:
+    """The ``tasks.<name>`` module that runs a DVC stage (ppo_noptx is ``tasks.ppo --no-ptx``)."""
+    return "ppo" if stage == "ppo_noptx" else stage
+
+
+def resolve_compute(params: dict[str, Any], module: str) -> Compute:
+    """params.yaml ``compute`` (with ``compute.stages.<module>``) resolved on this machine; under
+    torchrun also the process group: NCCL on CUDA devices (one GPU per local rank), gloo
+    otherwise. ConfigError when the machine lacks what it asks for."""
+    cfg = from_dict(ComputeConfig, params.get("compute") or {}, "compute").for_stage(module)
+    compute = resolve(cfg, int(os.environ.get("LOCAL_RANK", "0")))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        if compute.device.type == "cuda":
+            import torch
+
+            torch.cuda.set_device(compute.device)
+        if not dist.is_initialized():
+            dist.init_process_group(backend=compute.backend)
+    return compute
 
 
 def _start_run(name: str):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import great_expectations.expectations as gxe
@@ -61,7 +62,7 @@ def body(stage: Stage) -> None:
         test = test.sample(n=cfg.n_prompts, random_state=cfg.seed).sort_values("prompt_id")
     ids, texts = test["prompt_id"].astype(str).tolist(), test["text"].astype(str).tolist()
     demos = read_demonstrations(inputs.raw("demonstrations")).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
-    generated, responses = generate_all(cfg, texts, fewshot_shots(demos))
+    generated, responses = generate_all(cfg, texts, fewshot_shots(demos), stage.place)
     responses[REFERENCE] = [str(demos.get(pid, "")) for pid in ids]
     champion = champion_answers(cfg, texts) if stage.run is not None else None
 
@@ -96,7 +97,8 @@ def body(stage: Stage) -> None:
         metrics.update(gold.metrics)
     heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
     metrics.update(proxy_figures(cfg, texts, generated, responses, [(t, str(demos[pid])) for pid, t in zip(ids, texts)
-                                                                     if pid in demos.index], heldout))
+                                                                     if pid in demos.index], heldout,
+                                   stage.place))
     curve = overoptimisation(judge)
     decision = registry_decision(judge.name, verdict, champion) if stage.run is not None else {}
     stage.metrics.update(metrics)
@@ -205,14 +207,16 @@ def fewshot_shots(demos: pd.Series) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda pr: (len(pr[0]) + len(pr[1]), pr[0]))[:N_SHOTS]
 
 
-def generate_all(cfg, prompts: list[str], shots: list[tuple[str, str]]):
-    """Every model answers every prompt with the same sampling settings and seed.
+def generate_all(cfg, prompts: list[str], shots: list[tuple[str, str]], place: Callable = lambda m: m):
+    """Every model answers every prompt with the same sampling settings and seed (``place``: onto
+    the stage's device).
     Returns (samples of each model in MODELS, response texts of every model and of few-shot)."""
     from instructgpt.generation import sample
     from instructgpt.models import load_causal_lm
 
     def run(name: str, path: str, shots: list[tuple[str, str]] = ()):
         model, tokenizer = load_causal_lm(path)
+        place(model)
         return sample(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                       temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed,
                       show_progress=True, desc=f"evaluate: sample {name}", shots=shots)
@@ -226,7 +230,8 @@ def generate_all(cfg, prompts: list[str], shots: list[tuple[str, str]]):
 
 
 def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str, list[str]],
-                  demo_pairs: list[tuple[str, str]], heldout_fraction: float) -> dict[str, float]:
+                  demo_pairs: list[tuple[str, str]], heldout_fraction: float,
+                  place: Callable = lambda m: m) -> dict[str, float]:
     """Figures that need no judge (instructgpt.judging.proxy), for every model."""
     from instructgpt.evaluation import choice_accuracy, corpus_loss
     from instructgpt.judging import proxy
@@ -235,6 +240,7 @@ def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str,
 
     out: dict[str, float] = {"demo_loss_prompts": len(demo_pairs)}
     rm, rm_tokenizer = proxy.load_reward_scorer(RM)
+    place(rm)
     for name, texts in responses.items():
         out[f"{name}/rm_score"] = sum(proxy.rm_scores(rm, rm_tokenizer, prompts, texts)) / max(len(texts), 1)
         out[f"{name}/response_words"] = proxy.response_words(texts)
@@ -242,8 +248,10 @@ def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str,
     _, heldout_texts = inputs.split_corpus(inputs.corpus(), heldout_fraction)
     items = inputs.read_jsonl(inputs.raw("nlp_task")).head(cfg.nlp_task_items).to_dict("records")
     sft, _ = load_causal_lm(MODELS["sft"])
+    place(sft)
     for name, path in progress(MODELS.items(), total=len(MODELS), desc="evaluate: proxy figures", unit="model"):
         model, tokenizer = load_causal_lm(path)
+        place(model)
         n_pos = proxy.model_context(model)
         max_prompt_len = n_pos - cfg.max_new_tokens if n_pos else None  # as generation.sample encodes them
         out[f"{name}/kl_from_sft"] = proxy.kl_from_reference(model, sft, tokenizer, generated[name], cfg.temperature,

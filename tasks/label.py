@@ -33,7 +33,7 @@ def body(stage: Stage) -> None:
     prompts = inputs.prompts("rm", ("train", "valid"))
     stage.gate(input_tables(prompts))
     index = PromptIndex.from_frames(inputs.prompts(), inputs.read_jsonl(inputs.QUARANTINE))
-    result = label(cfg, prompts, index, inputs.raw("rankings"), SFT_MODEL)
+    result = label(cfg, prompts, index, inputs.raw("rankings"), SFT_MODEL, device=str(stage.compute.device))
     if cfg.labelers == "human":
         hand_over(stage, cfg, result)
     rows = result.comparisons

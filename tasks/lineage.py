@@ -81,9 +81,17 @@ def covered(path: str | Path, deps: list[str]) -> bool:
 
 
 def stage_module(cmd: str) -> str:
-    """`python -m tasks.ppo --no-ptx` -> 'tasks.ppo'."""
+    """`python -m tasks.ppo --no-ptx` -> 'tasks.ppo'; `python -m tasks.launch ppo --no-ptx` -> 'tasks.ppo'."""
     words = cmd.split()
-    return words[words.index("-m") + 1]
+    module = words[words.index("-m") + 1]
+    return f"tasks.{words[words.index('-m') + 2]}" if module == "tasks.launch" else module
+
+
+def stage_modules(cmd: str) -> list[str]:
+    """The modules a stage command runs: the stage's, and the launcher's when it goes through it."""
+    words = cmd.split()
+    launcher = words[words.index("-m") + 1]
+    return [stage_module(cmd), launcher] if launcher == "tasks.launch" else [stage_module(cmd)]
 
 
 def undeclared_modules(root: Path = Path("."), dvc_file: Path | None = None) -> dict[str, list[str]]:
@@ -93,7 +101,7 @@ def undeclared_modules(root: Path = Path("."), dvc_file: Path | None = None) -> 
     out = {}
     for name, spec in dvc_stages(dvc_file or root / "dvc.yaml", root / "params.yaml").items():
         deps = [next(iter(d)) if isinstance(d, dict) else d for d in spec.get("deps", [])]
-        closure = import_closure(stage_module(spec["cmd"]), root)
+        closure = set().union(*(import_closure(m, root) for m in stage_modules(spec["cmd"])))
         out[name] = sorted(str(f) for f in closure if not covered(f, deps))
     return out
 

@@ -118,6 +118,9 @@ def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Sta
 
     policy, ref_policy, value_model, reward_model, tokenizer, reward_tokenizer = load_models(
         cfg.seed, lora=cfg.lora is not None)
+    for m in (policy, ref_policy, value_model, reward_model):
+        if m is not None:  # LoRA: no reference/value copies (the adapters stand in for them)
+            stage.place(m)
     metrics = train_ppo(policy, ref_policy, value_model, reward_model, tokenizer, prompts, ptx_texts, cfg,
                         stage.log, sample_log=monitor.samples, monitor_prompts=monitor.texts,
                         reward_tokenizer=reward_tokenizer)

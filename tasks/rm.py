@@ -53,7 +53,7 @@ def run_rm(cfg, train, valid, demos, out, stage: Stage) -> dict:
 
     start = cfg.model_path or "outputs/sft/model"
     tokenizer = load_tokenizer(start)
-    rm = RewardModel.from_causal_lm(start)
+    rm = stage.place(RewardModel.from_causal_lm(start))
     metrics = train_reward_model(rm, tokenizer, train, valid, demos, cfg, stage.log)
     rm.save_pretrained(out)
     tokenizer.save_pretrained(out)

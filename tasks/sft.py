@@ -58,7 +58,9 @@ def body(stage: Stage) -> None:
 
     model_dir = stage.path("outputs/sft/model")
     stage.metrics.update(run_sft(cfg, train, valid, model_dir, stage))
-    samples = sample_valid(model_dir, [p for p, _ in valid[:32]], cfg.seed)
+    if not stage.is_main:  # the samples read the saved model back: transformers writes it on rank 0 only
+        return
+    samples = sample_valid(model_dir, [p for p, _ in valid[:32]], cfg.seed, stage)
     write_jsonl(stage.path("outputs/sft/samples.jsonl"), samples)
     if stage.run is not None:
         import mlflow
@@ -145,18 +147,20 @@ def run_sft(cfg, train, valid, model_dir, stage: Stage) -> dict:
     from instructgpt.train.sft import train_sft
 
     model, tokenizer = load_causal_lm("outputs/base/model", dropout=cfg.dropout)
+    stage.place(model)
     metrics = train_sft(model, tokenizer, train, valid, cfg, stage.log)
     save_model(model, tokenizer, model_dir)
     stage.save_config(model_dir)
     return metrics
 
 
-def sample_valid(model_dir, prompts: list[str], seed: int) -> list[dict]:
+def sample_valid(model_dir, prompts: list[str], seed: int, stage: Stage) -> list[dict]:
     """A few responses of the new model to validation prompts, for people to read."""
     from instructgpt.generation import sample
     from instructgpt.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(model_dir)
+    stage.place(model)
     out = sample(model, tokenizer, prompts, max_new_tokens=48, temperature=0.7, batch_size=32, seed=seed)
     return [{"prompt": s.prompt, "response": s.response, "ended_with_eos": s.ended_with_eos} for s in out]
 

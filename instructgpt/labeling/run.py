@@ -56,7 +56,8 @@ def make_labelers(cfg: Any, rankings: str | Path, index: PromptIndex) -> Ranking
 
 
 def label(cfg: Any, rm_prompts: pd.DataFrame, index: PromptIndex, rankings: str | Path,
-          sft_model: str | Path = "outputs/sft/model", sampler: Sampler | None = None) -> LabelResult:
+          sft_model: str | Path = "outputs/sft/model", sampler: Sampler | None = None,
+          device: str = "cpu") -> LabelResult:
     """Rank K distinct SFT samples of the RM prompts with the configured labelers (``cfg``: a
     `instructgpt.stages.LabelConfig`). ``sampler`` replaces the SFT model (tests)."""
     labelers = make_labelers(cfg, rankings, index)  # a wrong inputs.rankings fails before sampling
@@ -65,7 +66,8 @@ def label(cfg: Any, rm_prompts: pd.DataFrame, index: PromptIndex, rankings: str 
     n_brought = int(selected["prompt_id"].isin(brought).sum()) if brought else 0
     if n_brought:  # ranked already (human rankings brought along): nothing to sample or ask
         selected = selected[~selected["prompt_id"].isin(brought)].reset_index(drop=True)
-    sampler = sampler or sft_sampler(str(sft_model), cfg.max_new_tokens, cfg.temperature, cfg.batch_size, cfg.seed)
+    sampler = sampler or sft_sampler(str(sft_model), cfg.max_new_tokens, cfg.temperature, cfg.batch_size, cfg.seed,
+                                     device)
     sets, dropped = candidate_sets(selected, cfg.k_min, cfg.k_max, cfg.seed, sampler, cfg.overlap)
     collection = labelers.collect(sets)
     rows = [comparison_row(r, index) for r in collection.rankings]

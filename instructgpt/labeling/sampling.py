@@ -63,14 +63,16 @@ def candidate_sets(prompts: pd.DataFrame, k_min: int, k_max: int, seed: int, sam
     return sets, dropped
 
 
-def sft_sampler(model_dir: str, max_new_tokens: int, temperature: float, batch_size: int, seed: int) -> Sampler:
-    """A sampler answering with the SFT model in ``model_dir`` (loaded on first use)."""
+def sft_sampler(model_dir: str, max_new_tokens: int, temperature: float, batch_size: int, seed: int,
+                device: str = "cpu") -> Sampler:
+    """A sampler answering with the SFT model in ``model_dir`` (loaded on first use, on ``device``)."""
 
     def answer(texts: list[str]) -> list[str]:
         from instructgpt.generation import sample
         from instructgpt.models import load_causal_lm
 
         model, tokenizer = load_causal_lm(model_dir)
+        model.to(device)
         samples = sample(model, tokenizer, texts, max_new_tokens=max_new_tokens, temperature=temperature,
                          batch_size=batch_size, seed=seed, show_progress=True, desc="label: sample")
         return [s.response for s in samples]

@@ -75,6 +75,13 @@ def device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _sum_gradients_hook(state, bucket):  # no annotations: DDP checks them, and this module's are strings
+    """DDP communication hook: SUM the ranks' gradients (DDP's default averages them). Each
+    rank's loss is already its weighted term of the global mean (``DistContext.share``), so the
+    sum is the single-process gradient whatever the shards' sizes."""
+    return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(lambda fut: fut.value()[0])
+
+
 @dataclass(frozen=True)
 class DistContext:
     """Where this process stands in a data-parallel run (rank 0 of 1 when not distributed)."""
@@ -83,6 +90,8 @@ class DistContext:
     """This process's rank."""
     world_size: int = 1
     """Number of processes sharing every global batch."""
+    device: torch.device = torch.device("cpu")
+    """Where collectives' tensors must be: the process's GPU under NCCL, the CPU under gloo."""
 
     @property
     def enabled(self) -> bool:
@@ -106,6 +115,7 @@ class DistContext:
         t = value.detach().clone() if isinstance(value, torch.Tensor) else torch.tensor(float(value),
                                                                                    dtype=torch.float64)
         if self.enabled:
+            t = t.to(self.device)
             dist.all_reduce(t)
         return t
 
@@ -113,7 +123,7 @@ class DistContext:
         """This rank's term of a mean over the GLOBAL batch, and the global count.
 
         A loss that is a mean over n items (tokens, prompts) of the global batch splits into
-        Σ_ranks local_mean·n_local/n_global; summing the ranks' gradients (``sync_gradients``)
+        Σ_ranks local_mean·n_local/n_global; summing the ranks' gradients (``wrap``'s DDP sums)
         then gives exactly the single-process gradient, whatever the shards' sizes. Single
         process: ``local_mean`` untouched (bit-identical to a run without this helper)."""
         if not self.enabled:
@@ -121,29 +131,49 @@ class DistContext:
         n_global = float(self.all_sum(local_count))
         return local_mean * (float(local_count) / max(n_global, 1.0)), n_global
 
-    def sync_gradients(self, params: Iterable[nn.Parameter]) -> None:
-        """Sum the ranks' gradients in one flat all-reduce (called after ``backward``).
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """``module`` in torch's ``DistributedDataParallel`` when there are several processes
+        (gradients summed across ranks in buckets, overlapped with the backward pass), else
+        ``module`` itself: one process never meets a wrapper, its numerics stay as they were.
 
-        A parameter with a gradient on some rank but not on others (an empty shard, a branch
-        not taken) gets zeros where missing; one with no gradient anywhere stays ``None`` —
-        as in a single process, where AdamW skips it."""
+        Call the wrapper's forward exactly once before each backward, on every rank (an empty
+        shard runs one row at weight 0): DDP's reducer expects every parameter that requires a
+        gradient to get one (``find_unused_parameters`` stays off: all our losses touch every
+        parameter, and the check costs a graph walk per step). The loops step once per backward,
+        so there is no gradient accumulation to guard with ``no_sync``. Buffers (the RM's gain
+        and bias) are equal on every rank: synced once at the start, not at every forward."""
         if not self.enabled:
-            return
-        params = [p for p in params if p.requires_grad]
-        has_grad = torch.tensor([p.grad is not None for p in params], dtype=torch.uint8)
-        dist.all_reduce(has_grad, op=dist.ReduceOp.MAX)
-        live = [p for p, h in zip(params, has_grad.tolist()) if h]
-        for p in live:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        if not live:
-            return
-        flat = torch.cat([p.grad.reshape(-1) for p in live])  # (Σ numel,)
-        dist.all_reduce(flat)
-        offset = 0
-        for p in live:
-            p.grad.copy_(flat[offset: offset + p.numel()].view_as(p.grad))
-            offset += p.numel()
+            return module
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        ddp = DDP(module, device_ids=device_ids, forward_sync_buffers=False)
+        ddp.register_comm_hook(None, _sum_gradients_hook)
+        return ddp
+
+    def gather_rows(self, t: torch.Tensor, n_rows: int, pad_value: float = 0, left: bool = False) -> torch.Tensor:
+        """The GLOBAL batch of a per-row tensor whose rows were sharded with ``shard``: every
+        rank's rows in global order (row g from rank g % world_size), dim 1 padded to the
+        longest shard's (``left``: on the left, as prompts are). (n_rows, ...) on every rank."""
+        if not self.enabled:
+            return t
+        shape = torch.tensor([t.shape[0], *t.shape[1:2]], dtype=torch.long, device=self.device)
+        sizes = [torch.zeros_like(shape) for _ in range(self.world_size)]
+        dist.all_gather(sizes, shape)  # gloo/nccl all_gather needs equal shapes: pad to the largest
+        rows_max = max(int(s[0]) for s in sizes)
+        width = max(int(s[1]) for s in sizes) if t.ndim > 1 else 0
+        padded = t
+        if t.ndim > 1 and t.shape[1] < width:
+            fill = t.new_full((t.shape[0], width - t.shape[1], *t.shape[2:]), pad_value)
+            padded = torch.cat([fill, t] if left else [t, fill], 1)
+        if padded.shape[0] < rows_max:
+            padded = torch.cat([padded, padded.new_full((rows_max - padded.shape[0], *padded.shape[1:]), pad_value)])
+        parts = [torch.empty_like(padded, device=self.device) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded.to(self.device).contiguous())
+        out = padded.new_empty((n_rows, *padded.shape[1:]))
+        for r, part in enumerate(parts):
+            out[r::self.world_size] = part[: int(sizes[r][0])].to(out.device)
+        return out
 
 
 def distributed() -> DistContext:
@@ -152,19 +182,22 @@ def distributed() -> DistContext:
     Every trainer calls this: with ``WORLD_SIZE`` > 1 (set by ``torchrun`` /
     ``python -m torch.distributed.run``, together with ``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``)
     each process takes its shard of every global batch (``batch_size`` is the GLOBAL batch, as
-    in a single-process run), gradients are summed across processes after each backward, and only
-    rank 0 logs, shows progress and writes checkpoints; metrics are reduced over ranks first.
-    Backend gloo (CPU processes). Run a stage on 2 CPU processes with::
+    in a single-process run), gradients are summed across processes by DDP during backward
+    (``DistContext.wrap``), and only rank 0 logs, shows progress and writes checkpoints; metrics
+    are reduced over ranks first. The backend is whatever initialised the group first (a stage
+    shell: NCCL for CUDA devices, gloo otherwise, see ``instructgpt.device``); gloo when this
+    function does it. Run a stage on 2 CPU processes with ``compute.launcher: torchrun`` and
+    ``compute.nproc_per_node: 2`` in params.yaml (``python -m tasks.launch sft``).
 
-        OMP_NUM_THREADS=1 python -m torch.distributed.run --standalone --nproc_per_node=2 -m tasks.sft
-
-    (the stage shell must let only rank 0 write outputs and log to MLflow). Results match a
-    single-process run with the same seed and global batch up to float reduction order: the
-    ranks' partial sums are added in another order than one process adds them (~1e-6 relative);
-    with dropout the masks differ too (each rank draws its own)."""
+    Results match a single-process run with the same seed and global batch up to float
+    reduction order: the ranks' partial sums are added in another order than one process adds
+    them (~1e-6 relative); with dropout the masks differ too (each rank draws its own)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistContext()
     if not dist.is_initialized():
         dist.init_process_group(backend="gloo")
-    return DistContext(dist.get_rank(), dist.get_world_size())
+    device = torch.device("cpu")
+    if dist.get_backend() == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+    return DistContext(dist.get_rank(), dist.get_world_size(), device)

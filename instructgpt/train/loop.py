@@ -3,7 +3,7 @@
 A stage describes its work as a ``Stage`` (the model it trains, the order of its items per
 epoch, the loss of a batch of item indices, how it evaluates and selects); ``train_loop`` does
 the rest, the same for all three: AdamW + warmup-cosine schedule, the data-parallel shard /
-share / gradient sync (``DistContext``), the non-finite stop, gradient clipping, EMA'd loss and
+share (``DistContext``) and DDP gradient sum, the non-finite stop, gradient clipping, EMA'd loss and
 statistics in the logs, the progress bar, periodic evaluation, checkpoint and resume. The
 shared knobs are ``TrainConfig``'s fields; each stage's config extends it.
 
@@ -29,7 +29,6 @@ from instructgpt.train.common import (
     DistContext,
     LogFn,
     check_finite,
-    device_of,
     distributed,
     make_optimizer,
     no_log,
@@ -167,6 +166,22 @@ class LoopResult:
         return out
 
 
+class StageLoss(nn.Module):
+    """``stage.loss`` as a module's forward: the unit ``DistributedDataParallel`` wraps. DDP
+    hooks a module's forward, and the stages reach their model in their own ways (the RM runs
+    its backbone with prefix sharing, not its ``forward``), so the loss is the forward."""
+
+    def __init__(self, stage: Stage) -> None:
+        super().__init__()
+        self.model = stage.model
+        """The trained module, registered so that DDP finds its parameters."""
+        self.stage = stage
+        """The stage whose ``loss`` runs."""
+
+    def forward(self, idx: list[int]) -> tuple[torch.Tensor, float, dict[str, Stat]]:
+        return self.stage.loss(idx)
+
+
 def main_process_log(log: LogFn) -> LogFn:
     """``log`` on rank 0, a no-op on the other data-parallel ranks."""
     return log if distributed().is_main else no_log
@@ -177,12 +192,12 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
     step and the EMAs. The model is left in eval mode.
 
     Data parallel under torchrun (``instructgpt.train.common.distributed``): each rank takes its
-    shard of every global batch, the loss is each rank's term of the global mean, gradients are
-    summed after backward; only rank 0 logs, shows progress and writes checkpoints."""
+    shard of every global batch, the loss is each rank's term of the global mean, DDP sums the
+    gradients during backward; only rank 0 logs, shows progress and writes checkpoints."""
     ctx = distributed()
     log = log if ctx.is_main else no_log
     model = stage.model
-    device = device_of(model)
+    forward = ctx.wrap(StageLoss(stage))  # the stage's loss as one forward; DDP around it when distributed
     steps_per_epoch = math.ceil(stage.n_items / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
@@ -218,15 +233,16 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
                 continue  # resumed: this batch was already trained on
             if step >= total:
                 break
-            idx = ctx.shard(perm[i * cfg.batch_size: (i + 1) * cfg.batch_size])
+            batch = perm[i * cfg.batch_size: (i + 1) * cfg.batch_size]
+            idx = ctx.shard(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss, n_items, stats = torch.zeros((), device=device), 0.0, {}
-            if idx:  # an empty shard (last batch smaller than the world) still joins the collectives
-                loss, n_items, stats = stage.loss(idx)
+            # an empty shard (last batch smaller than the world) runs one row at weight 0: DDP
+            # needs every rank's backward to all-reduce the gradients
+            loss, n_items, stats = forward(idx or batch[:1])
+            if not idx:
+                n_items, stats = 0.0, {}
             loss, _ = ctx.share(loss, n_items)  # this rank's term of the global batch's mean
-            if idx:
-                loss.backward()
-            ctx.sync_gradients(params)
+            loss.backward()  # DDP: the ranks' gradients summed in buckets during the backward
             loss = ctx.all_sum(loss.detach())
             check_finite(loss, step, f"{stage.name}/loss")
             if cfg.grad_clip:

@@ -8,9 +8,13 @@ head bias: the ranking loss is shift-invariant; attention key biases: softmax is
 divides float noise ~1e-9 by sqrt(v) + eps ~1e-8 and moves the weight by a fraction of lr, in
 each run differently. Measured: SFT max |Δ| 1.8e-5, RM 8e-5 (head bias; the normalised reward
 bias, ~1.1 in size, 1.1e-4), PPO 2e-6; weights moved by ~1e-2. Hence |Δ| <= 2e-4 + 1e-4·|w|. The data sizes
-leave uneven last batches (SFT: 5 over 2 ranks; RM: 1, so one rank has an empty shard; PPO:
-minibatches and ptx batches of 3). PPO's rollout is replicated on both ranks (same generator),
-so its batch is the single-process one.
+leave uneven last batches (SFT: 5 over 2 ranks; RM: 1, so one rank has an empty shard and runs a
+row at weight 0 for DDP; PPO: minibatches and ptx batches of 3). Gradients are summed by
+``DistributedDataParallel`` (a sum hook). PPO's rollout is sharded: each rank samples 3 of the 6
+prompts with per-row noise drawn for the global batch (``ppo.row_keyed_sampling``, on in the
+single-process run too so both sample the same responses), and the shards are gathered before
+whitening, so the batch is the single-process one; the test also counts the tokens each process
+samples: half of the single process's.
 """
 
 from __future__ import annotations
@@ -46,19 +50,35 @@ def rm_cfg() -> RewardConfig:
 
 def ppo_cfg() -> PPOConfig:
     return PPOConfig(steps=2, batch_size=6, mini_batch_size=3, ppo_epochs=2, lr=1e-3, max_new_tokens=6,
-                     ptx_coef=0.5, ptx_batch_size=3, ptx_block_size=16, show_progress=False)
+                     ptx_coef=0.5, ptx_batch_size=3, ptx_block_size=16, row_keyed_sampling=True, show_progress=False)
+
+
+def count_sampled_tokens(policy: torch.nn.Module) -> list[int]:
+    """A one-item list that counts the tokens the policy samples: every KV-cached forward (the
+    sampling loop's) predicts one token per row; the update's forwards run without the cache."""
+    count = [0]
+
+    def hook(module, args, kwargs, output):
+        if kwargs.get("use_cache"):
+            count[0] += kwargs["input_ids"].shape[0]
+
+    policy.register_forward_hook(hook, with_kwargs=True)
+    return count
 
 
 def run_all(model_dir) -> dict[str, dict[str, torch.Tensor]]:
-    """SFT on 37 demonstrations (5 steps), the RM on 9 comparisons (3 steps), 2 PPO-ptx steps."""
+    """SFT on 37 demonstrations (5 steps), the RM on 9 comparisons (3 steps), 2 PPO-ptx steps;
+    the tokens the PPO rollouts sampled in this process under "ppo_tokens"."""
     model, tokenizer = load_causal_lm(model_dir)
     train_sft(model, tokenizer, make_pairs(37, 1), make_pairs(6, 2), sft_cfg())
     rm = RewardModel.from_causal_lm(model_dir)
     train_reward_model(rm, tokenizer, make_comparisons(9, 3), make_comparisons(3, 4), make_pairs(6, 2), rm_cfg())
     policy = load_causal_lm(model_dir)[0]
     texts = [f"{p}\n{r}" for p, r in make_pairs(40, 5)]
+    tokens = count_sampled_tokens(policy)
     train_ppo(policy, None, None, rm, tokenizer, [p for p, _ in make_pairs(12, 6)], texts, ppo_cfg())
-    return {"sft": model.state_dict(), "rm": rm.state_dict(), "ppo": policy.state_dict()}
+    return {"sft": model.state_dict(), "rm": rm.state_dict(), "ppo": policy.state_dict(),
+            "ppo_tokens": {"n": torch.tensor(tokens[0])}}
 
 
 def _worker(rank: int, port: int, model_dir: str, out: str) -> None:
@@ -68,6 +88,7 @@ def _worker(rank: int, port: int, model_dir: str, out: str) -> None:
         states = run_all(model_dir)
         if rank == 0:
             torch.save(states, out)
+        torch.save(states["ppo_tokens"], f"{out}.tokens{rank}")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -84,6 +105,8 @@ def test_single_process_context_is_a_no_op():
     assert ctx == DistContext() and ctx.is_main and ctx.shard([1, 2, 3]) == [1, 2, 3]
     loss = torch.tensor(2.5)
     assert ctx.share(loss, 7)[0] is loss
+    module = torch.nn.Linear(2, 2)
+    assert ctx.wrap(module) is module  # one process never meets a DDP wrapper: numerics unchanged
     assert DistContext(1, 2).shard([0, 1, 2, 3, 4]) == [1, 3] and DistContext(1, 2).shard([0]) == []
 
 
@@ -92,6 +115,12 @@ def test_two_processes_match_one(model_dir, tmp_path):
     mp.spawn(_worker, args=(_free_port(), str(model_dir), str(out)), nprocs=WORLD_SIZE, join=True)
     ddp = torch.load(out, weights_only=True)
     single = run_all(model_dir)
+    per_process = [int(torch.load(f"{out}.tokens{r}", weights_only=True)["n"]) for r in range(WORLD_SIZE)]
+    n_single = int(single["ppo_tokens"]["n"])
+    # 2 steps x 6 prompts x 6 tokens (an untrained model never ends every row early)
+    assert n_single == 2 * 6 * 6, n_single
+    assert per_process == [n_single // WORLD_SIZE] * WORLD_SIZE, (
+        f"each of the {WORLD_SIZE} processes should sample half of the {n_single} tokens, got {per_process}")
     for name in ("sft", "rm", "ppo"):
         init = (RewardModel.from_causal_lm(model_dir) if name == "rm" else load_causal_lm(model_dir)[0]).state_dict()
         keys = [k for k, v in single[name].items() if v.is_floating_point()]

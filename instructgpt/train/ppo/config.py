@@ -93,6 +93,11 @@ class PPOConfig:
     The policy is merged at the end. ``lora.dropout`` must be 0 (RL runs without dropout)."""
     seed: int = 0
     """Seeds prompt order, sampling, minibatch order and ptx data order."""
+    row_keyed_sampling: bool = False
+    """Sample each rollout row from its own uniforms (drawn for the global batch, inverse CDF)
+    instead of ``torch.multinomial`` over the batch: a row's response then does not depend on
+    how the batch is split across processes. Always on with several processes; off by default
+    so that single-process runs keep their samples."""
     sample_every: int = 10
     """Every N steps (and at the last), the policy answers the monitor prompts (held-out
     prompts given to ``train_ppo``) and ``sample_log`` receives the samples with their KL from

@@ -23,12 +23,13 @@ from instructgpt.train.ppo.rollout import (
     Rollout,
     Scores,
     advantages,
+    gather_rollout,
     monitor_samples,
     response_kl,
     rollout,
     score,
 )
-from instructgpt.train.ppo.update import PtxStream, make_ppo_optimizer, nth, ppo_update
+from instructgpt.train.ppo.update import PPOLoss, PtxStream, make_ppo_optimizer, nth, ppo_update
 
 SampleLog = Callable[[list[dict[str, Any]], int], None]
 
@@ -71,9 +72,11 @@ def train_ppo(
     if reward_tokenizer is not None and same_tokenizer(reward_tokenizer, tokenizer):
         reward_tokenizer = None  # same ids: no re-encoding (bit-identical to the paper's path)
     device = device_of(policy)
-    # Data parallel under torchrun: every rank runs the SAME rollout (same generator, same
-    # weights: the single-process batch, no gather needed) and takes its shard of each
-    # minibatch for the update, most of a step's compute; gradients are summed across ranks.
+    # Data parallel under torchrun: each rank samples and scores its shard of the batch's prompts
+    # (rows rank, rank + W, ...), with per-row noise drawn for the GLOBAL batch so that a row's
+    # response does not depend on the split; the shards are gathered (a few (B, T) tensors) so
+    # that whitening, the KL controller and the metrics see the global batch, and each rank takes
+    # its rows of every minibatch for the update; DDP sums the gradients.
     ctx = distributed()
     if ctx.world_size > min(cfg.mini_batch_size, cfg.ptx_batch_size if cfg.ptx_coef > 0 else cfg.mini_batch_size):
         raise ConfigError(f"ppo.mini_batch_size (and ppo.ptx_batch_size with PPO-ptx) must be >= the "
@@ -91,6 +94,8 @@ def train_ppo(
         ptx = PtxStream(make_blocks(tokenizer, pretrain_texts, cfg.ptx_block_size), cfg.ptx_batch_size,
                         cfg.seed + 1)  # blocks (N, L)
     optimizer = make_ppo_optimizer(policy, value_model, cfg)
+    forward = ctx.wrap(PPOLoss(policy, value_model, cfg))  # the minibatch losses; in DDP when distributed
+    row_keyed = cfg.row_keyed_sampling or ctx.enabled
     kl_ctl = (AdaptiveKLController(cfg.kl.kl_coef, cfg.kl.target, cfg.kl.horizon) if cfg.kl.adaptive
               else FixedKLController(cfg.kl.kl_coef))
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -118,11 +123,16 @@ def train_ppo(
         # 1. rollout: sample responses with the KV cache at the PPO temperature, EOS truncation
         b_prompts = [prompts[nth(len(prompts), cfg.seed, prompt_pos + i)] for i in range(cfg.batch_size)]
         prompt_pos += cfg.batch_size
-        roll = rollout(policy, tokenizer, b_prompts, cfg, gen)
+        uniforms = None
+        if row_keyed:  # noise of the global batch's rows, every rank draws all: gen stays in step
+            uniforms = torch.rand(cfg.batch_size, cfg.max_new_tokens, generator=gen, device=device)  # (B, T_max)
+            uniforms = uniforms[ctx.rank:: ctx.world_size]  # (B_local, T_max) this rank's rows, as ctx.shard
+        roll = rollout(policy, tokenizer, ctx.shard(b_prompts), cfg, gen, uniforms)
         # 2.–4. ref_logprobs, values, RM scores (fixed penalty without EOS), per-token rewards
         kl_coef_used = kl_ctl.value
         scored = score(roll, ref_policy, value_model, reward_model, tokenizer, cfg, kl_coef_used,
                        reward_tokenizer, reward_max_len)
+        roll, scored = gather_rollout(ctx, roll, scored, b_prompts, tokenizer.pad_token_id)  # the global batch
         # 5. GAE, advantages whitened over the batch
         b_advantages, b_returns = advantages(scored.values, scored.rewards, roll.mask, cfg)  # (B, T_r)
         for name, t in (("scores", scored.scores), ("logprobs", roll.logprobs),
@@ -131,7 +141,7 @@ def train_ppo(
             check_finite(t, step, f"ppo/{name}")
         # 6. PPO epochs over minibatches (one backward of policy + value + γ·ptx loss)
         stats = ppo_update(policy, value_model, optimizer, roll, scored.values, b_advantages, b_returns, cfg,
-                           step, ctx, ptx, ema)
+                           step, ctx, ptx, ema, forward)
         # 7. KL controller update with the batch's mean KL per response
         mean_kl = float(response_kl(roll.logprobs, scored.ref_logprobs, roll.mask, cfg.kl.estimator).mean())
         kl_ctl.update(mean_kl, cfg.batch_size)

@@ -23,7 +23,7 @@ from instructgpt.lora import adapter_disabled
 from instructgpt.losses import gae, kl_k1, kl_k3, masked_whiten, per_token_rewards
 from instructgpt.models import RewardModel, position_ids_from_mask
 from instructgpt.scoring import score_pairs
-from instructgpt.train.common import device_of
+from instructgpt.train.common import DistContext, device_of
 from instructgpt.train.ppo.config import PPOConfig
 
 
@@ -93,7 +93,7 @@ class Rollout:
 
 @torch.no_grad()
 def rollout(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], cfg: PPOConfig,
-            generator: torch.Generator) -> Rollout:
+            generator: torch.Generator, uniforms: torch.Tensor | None = None) -> Rollout:
     """Step 1: one response per prompt, sampled with the KV cache at ``cfg.temperature``; tokens
     after the first EOS become padding.
 
@@ -102,12 +102,13 @@ def rollout(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     (``response_logits``) up to float rounding: at bench/ppo_vs_trl.py's shapes (GPT-2 4×256,
     64 left-padded prompts, 32 tokens) max |Δ| 1.4e-6 for log-probabilities and 3.3e-6 for
     entropies; tests/core/test_ppo_value.py holds them to 1e-5, test_archs.py checks the other
-    architectures."""
+    architectures. ``uniforms`` (B, max_new_tokens): per-row sampling noise (``generate``) in
+    place of ``generator``."""
     device = device_of(policy)
     q = collate_prompts(tokenizer, list(prompts), cfg.max_prompt_len)
     query_ids, query_mask = q.input_ids.to(device), q.attention_mask.to(device)  # (B, T_q)
     gen = generate(policy, query_ids, query_mask, q.position_ids.to(device), cfg.max_new_tokens, cfg.temperature,
-                   tokenizer.eos_token_id, tokenizer.pad_token_id, generator)
+                   tokenizer.eos_token_id, tokenizer.pad_token_id, generator, uniforms=uniforms)
     mask, ended = response_mask(gen.response, tokenizer.eos_token_id)  # (B, T_r), (B,)
     response = torch.where(mask, gen.response, torch.full_like(gen.response, tokenizer.pad_token_id))  # (B, T_r)
     input_ids = torch.cat([query_ids, response], 1)  # (B, T_q + T_r)
@@ -228,3 +229,36 @@ def monitor_samples(policy: PreTrainedModel, ref_policy: PreTrainedModel, reward
             out.append({"prompt": prompt, "response": text, "kl": float(kl[i]), "rm_score": float(rm[i]),
                         "ended_with_eos": bool(roll.ended[i])})
     return out
+
+
+def gather_rollout(ctx: DistContext, roll: Rollout, scored: Scores, prompts: list[str], pad_token_id: int
+                   ) -> tuple[Rollout, Scores]:
+    """The global batch of a rollout sharded with ``ctx.shard`` (row g sampled by rank g % world):
+    every rank's rows gathered in global order, prompts left-padded and responses right-padded to
+    the longest shard's, which are the lengths one process sampling the whole batch gets. The
+    tensors are a few (B, T) rows: cheap next to the sampling they spare. ``prompts``: the global
+    batch's. Single process: ``roll`` and ``scored`` themselves."""
+    if not ctx.enabled:
+        return roll, scored
+    B, q = len(prompts), roll.query_len
+    # packed per shape, so that the gather is 4 collectives, not one per tensor (each is a point
+    # where the processes wait for each other); padding ids are restored from the masks below
+    query = ctx.gather_rows(torch.stack([roll.input_ids[:, :q], roll.attention_mask[:, :q]], -1), B,
+                            left=True)  # (B, T_q, 2) ids, mask
+    tokens = ctx.gather_rows(torch.stack([roll.response, roll.mask.long()], -1), B)  # (B, T_r, 2) ids, mask
+    floats = ctx.gather_rows(torch.stack([t.float() for t in (roll.logprobs, roll.entropy, scored.ref_logprobs,
+                                          scored.values, scored.rewards, scored.non_score_reward)], -1),
+                             B)  # (B, T_r, 6) fp32 (bf16 values under autocast are widened)
+    per_row = ctx.gather_rows(torch.stack([roll.ended.float(), scored.rm_scores.float(), scored.scores.float()], -1),
+                              B)  # (B, 3)
+    query_mask = query[..., 1]  # (B, T_q)
+    query_ids = torch.where(query_mask.bool(), query[..., 0], pad_token_id)  # (B, T_q) left pad, as collated
+    mask = tokens[..., 1].bool()  # (B, T_r)
+    response = torch.where(mask, tokens[..., 0], pad_token_id)  # (B, T_r) pad after the first EOS, as sampled
+    input_ids = torch.cat([query_ids, response], 1)  # (B, T_q + T_r)
+    attention_mask = torch.cat([query_mask, mask.long()], 1)  # (B, T_q + T_r)
+    logprobs, entropy, ref_logprobs, values, rewards, non_score_reward = floats.unbind(-1)  # (B, T_r) each
+    glob = Rollout(list(prompts), input_ids, attention_mask, position_ids_from_mask(attention_mask),
+                   query_ids.shape[1], response, mask, per_row[:, 0].bool(), logprobs, entropy)
+    return glob, Scores(ref_logprobs, values, per_row[:, 1].to(scored.rm_scores.dtype),
+                        per_row[:, 2].to(scored.scores.dtype), rewards, non_score_reward)

@@ -74,10 +74,37 @@ def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     return norm
 
 
+class PPOLoss(nn.Module):
+    """The losses of one minibatch as ONE forward of a module that holds the policy and the value
+    model: the unit ``DistributedDataParallel`` wraps (DDP hooks a module's forward and wants one
+    forward per backward; the policy runs twice per minibatch with PPO-ptx)."""
+
+    def __init__(self, policy: PreTrainedModel, value_model: RewardModel, cfg: PPOConfig) -> None:
+        super().__init__()
+        self.policy = policy
+        self.value_model = value_model
+        self.cfg = cfg
+
+    def forward(self, roll: Rollout, mb: torch.Tensor, old_values: torch.Tensor, advantages: torch.Tensor,
+                returns: torch.Tensor, mb_ptx: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict, dict]:
+        """(pg_loss, vf_loss, ptx_loss or None, pg_stats, vf_stats) of rows ``mb`` of ``roll``."""
+        cfg = self.cfg
+        mb_mask = roll.mask[mb]  # (M, T_r)
+        mb_logprobs = token_logprobs(self.policy, roll, cfg.temperature, mb)  # (M, T_r)
+        vpred = token_values(self.value_model, roll, mb)  # (M, T_r)
+        pg_loss, pg_stats = ppo_policy_loss(mb_logprobs, roll.logprobs[mb], advantages[mb], mb_mask, cfg.cliprange)
+        vf_loss, vf_stats = ppo_value_loss(vpred, old_values[mb], returns[mb], mb_mask, cfg.cliprange_value)
+        ptx_loss = None
+        if mb_ptx is not None:  # (P, L) pretraining blocks
+            ptx_loss, _ = lm_loss(self.policy(input_ids=mb_ptx).logits, mb_ptx, torch.ones_like(mb_ptx))
+        return pg_loss, vf_loss, ptx_loss, pg_stats, vf_stats
+
+
 def ppo_update(policy: PreTrainedModel, value_model: RewardModel, optimizer: torch.optim.Optimizer,
                roll: Rollout, old_values: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor,
                cfg: PPOConfig, step: int, ctx: DistContext = DistContext(), ptx: PtxStream | None = None,
-               ema: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+               ema: dict[str, torch.Tensor] | None = None, forward: nn.Module | None = None) -> dict[str, float]:
     """Step 6: ``cfg.ppo_epochs`` passes over the rollout in seeded minibatches; each minibatch
     is ONE backward pass of policy loss + value loss (+ γ·ptx loss), then the policy's and the
     value model's gradients are clipped separately (neither network's norm throttles the other)
@@ -85,9 +112,11 @@ def ppo_update(policy: PreTrainedModel, value_model: RewardModel, optimizer: tor
     model's; ``ema`` (the policy's state dict, or with LoRA its adapter's part) follows the policy
     when given. Returns the minibatches' mean statistics (``policy/...``, ``val/...``, ``ptx/loss``).
 
-    Data parallel (``ctx``): every rank holds the whole rollout and takes its rows of each
-    minibatch; losses are weighted by the rank's share so that the summed gradients equal the
-    single-process ones."""
+    Data parallel (``ctx``): every rank holds the whole (gathered) rollout and takes its rows of
+    each minibatch; losses are weighted by the rank's share and ``forward`` (``PPOLoss`` in DDP,
+    ``ctx.wrap``) sums the ranks' gradients, so they equal the single-process ones."""
+    if forward is None:
+        forward = ctx.wrap(PPOLoss(policy, value_model, cfg))
     policy_params = [p for p in policy.parameters() if p.requires_grad]
     value_params = [p for p in value_model.parameters() if p.requires_grad]
     B = roll.response.shape[0]
@@ -98,14 +127,15 @@ def ppo_update(policy: PreTrainedModel, value_model: RewardModel, optimizer: tor
         for start in range(0, B, cfg.mini_batch_size):
             b_mb = perm[start: start + cfg.mini_batch_size]  # (M,) the minibatch
             mb = b_mb[ctx.rank:: ctx.world_size]  # this rank's rows (all of them in a single process)
-            mb_mask = roll.mask[mb]  # (M, T_r)
-            mb_logprobs = token_logprobs(policy, roll, cfg.temperature, mb)  # (M, T_r)
-            vpred = token_values(value_model, roll, mb)  # (M, T_r)
-            pg_loss, pg_stats = ppo_policy_loss(mb_logprobs, roll.logprobs[mb], advantages[mb], mb_mask,
-                                                cfg.cliprange)
-            vf_loss, vf_stats = ppo_value_loss(vpred, old_values[mb], returns[mb], mb_mask, cfg.cliprange_value)
+            mb_ptx, ptx_share = None, 1.0
+            if ptx is not None:
+                idx = ctx.shard(ptx.next())
+                mb_ptx = ptx.blocks[idx].to(roll.response.device)  # (P, L)
+                ptx_share = len(idx) / ptx.batch_size
+            pg_loss, vf_loss, ptx_loss, pg_stats, vf_stats = forward(roll, mb, old_values, advantages, returns,
+                                                                     mb_ptx)
             # a shard's share of the minibatch's token means / of its ptx blocks (all equally long)
-            share = float(mb_mask.sum()) / float(roll.mask[b_mb].sum()) if ctx.enabled else 1.0
+            share = float(roll.mask[mb].sum()) / float(roll.mask[b_mb].sum()) if ctx.enabled else 1.0
             # no weight on the value loss: the networks share no parameter, so each gradient is its
             # own loss's, and AdamW (own lr, own clipping) would undo any scale
             loss = pg_loss + vf_loss
@@ -114,23 +144,19 @@ def ppo_update(policy: PreTrainedModel, value_model: RewardModel, optimizer: tor
                         "policy/approxkl": pg_stats["approxkl"], "val/loss": vf_stats["loss"],
                         "val/clipfrac": vf_stats["clipfrac"], "val/vpred": vf_stats["vpred"]}
             shares = dict.fromkeys(mb_stats, share)
-            if ptx is not None:
-                idx = ctx.shard(ptx.next())
-                mb_ptx = ptx.blocks[idx].to(roll.response.device)  # (P, L)
-                ptx_loss, _ = lm_loss(policy(input_ids=mb_ptx).logits, mb_ptx, torch.ones_like(mb_ptx))
-                shares["ptx/loss"] = len(idx) / ptx.batch_size
-                loss = loss + cfg.ptx_coef * (ptx_loss * shares["ptx/loss"] if ctx.enabled else ptx_loss)
+            if ptx_loss is not None:
+                shares["ptx/loss"] = ptx_share
+                loss = loss + cfg.ptx_coef * (ptx_loss * ptx_share if ctx.enabled else ptx_loss)
                 mb_stats["ptx/loss"] = ptx_loss.detach()
             loss_sum = loss
-            if ctx.enabled:  # the ranks' weighted shares add up to the minibatch's statistics
-                summed = ctx.all_sum(torch.stack([v.float() * shares[k] for k, v in mb_stats.items()]))
-                mb_stats = dict(zip(mb_stats, summed))
-                loss_sum = ctx.all_sum(loss.detach())
+            if ctx.enabled:  # the ranks' weighted shares add up to the minibatch's statistics (one all-reduce)
+                summed = ctx.all_sum(torch.stack([v.float() * shares[k] for k, v in mb_stats.items()]
+                                                 + [loss.detach().float()]))
+                mb_stats, loss_sum = dict(zip(mb_stats, summed[:-1])), summed[-1]
             check_finite(loss_sum, step, "ppo/loss (policy + value + ptx)")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            ctx.sync_gradients(policy_params + value_params)
-            # after the sync: every rank clips the same summed gradients
+            loss.backward()  # DDP: the ranks' gradients summed during the backward
+            # every rank clips the same summed gradients
             mb_stats["policy/grad_norm"] = clip_grad_norm(policy_params, cfg.grad_clip)
             mb_stats["val/grad_norm"] = clip_grad_norm(value_params, cfg.grad_clip)
             optimizer.step()

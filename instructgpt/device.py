@@ -1,0 +1,164 @@
+"""Where the models run and in which precision: one decision for every trainer, generation and
+evaluation path.
+
+``ComputeConfig`` (params.yaml section ``compute``) names a device and a precision, ``auto`` by
+default; ``resolve`` turns it into a ``Compute`` (a ``torch.device`` and an autocast dtype or
+None), refusing what this machine cannot do. The stage shell moves its models with
+``Compute.place`` and runs the library call inside ``Compute.scope()``: autocast is a
+thread-local context, so every forward pass inside (training loops, PPO rollouts, sampling,
+evaluation) runs in the chosen precision without the library threading a flag through.
+
+torch is imported when a config is resolved, not with this module: ``ComputeConfig`` is read by
+the launcher and by stages (ingest) that never touch a model.
+
+On a CPU the default resolves to fp32 with autocast off: ``scope()`` is then a null context and
+the numerics are bit-identical to code that never heard of it. GPUs only where present: the
+project never needs one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from instructgpt.config import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+M = TypeVar("M", bound="nn.Module")
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
+LAUNCHERS = ("plain", "torchrun")
+
+
+@dataclass
+class ComputeConfig:
+    """params.yaml ``compute``: device, precision and how a stage is launched."""
+
+    device: str = "auto"
+    """"auto" (CUDA, then MPS, then CPU), or "cpu", "cuda", "cuda:N", "mps"."""
+    precision: str = "auto"
+    """"auto" (bf16 autocast on a GPU that supports it, else fp32), "fp32", or "bf16" (autocast;
+    accepted on a CPU too, where torch has bf16 kernels: slower there, for checking a GPU run)."""
+    launcher: str = "plain"
+    """"plain" (one process) or "torchrun" (``nproc_per_node`` processes of data parallelism)."""
+    nproc_per_node: int = 1
+    """Processes a torchrun launch starts (each takes its shard of every global batch)."""
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-stage overrides of the fields above, keyed by the stage's module (``tasks.<name>``),
+    e.g. ``{ppo: {launcher: torchrun, nproc_per_node: 2}}``."""
+
+    def __post_init__(self) -> None:
+        known = {f.name for f in fields(self)} - {"stages"}
+        for stage, over in self.stages.items():
+            if not isinstance(over, dict) or set(over) - known:
+                raise ConfigError(f"compute.stages.{stage}: a mapping of {sorted(known)}, got {over!r}")
+        if self.device.split(":")[0] not in DEVICES:
+            raise ConfigError(f"compute.device={self.device!r}: choose one of {', '.join(DEVICES)} (or cuda:N)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"compute.precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.launcher not in LAUNCHERS:
+            raise ConfigError(f"compute.launcher={self.launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+        if self.nproc_per_node < 1:
+            raise ConfigError(f"compute.nproc_per_node={self.nproc_per_node} must be >= 1")
+        if self.launcher == "plain" and self.nproc_per_node != 1:
+            raise ConfigError("compute.nproc_per_node > 1 needs compute.launcher: torchrun")
+
+
+    def for_stage(self, stage: str) -> "ComputeConfig":
+        """This config with ``stages[stage]``'s overrides applied (and checked)."""
+        return replace(self, **self.stages.get(stage, {}), stages={})
+
+
+@dataclass(frozen=True)
+class Compute:
+    """A resolved ``ComputeConfig``: the device and the autocast dtype (None = full fp32)."""
+
+    device: torch.device
+    """Where models and tensors live."""
+    dtype: torch.dtype | None = None
+    """Autocast dtype of forward passes; None = no autocast (fp32 weights and activations)."""
+
+    def place(self, model: M) -> M:
+        """``model`` moved to ``device`` (in place for modules, returned for chaining)."""
+        return model.to(self.device)
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        """Autocast for the forward passes run inside; a null context without a dtype."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    @property
+    def backend(self) -> str:
+        """The collective backend of data parallelism on this device: NCCL on CUDA, gloo elsewhere."""
+        return "nccl" if self.device.type == "cuda" else "gloo"
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def mps_available() -> bool:
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def resolve(cfg: ComputeConfig = ComputeConfig(), local_rank: int = 0) -> Compute:
+    """The device and autocast dtype ``cfg`` asks for on this machine; ``ConfigError`` (exit 2
+    in a stage) when it asks for a device or precision the machine lacks. ``local_rank`` picks
+    this process's GPU under torchrun (``cuda`` without an index)."""
+    import torch
+
+    name = cfg.device
+    if name == "auto":
+        name = "cuda" if cuda_available() else "mps" if mps_available() else "cpu"
+    kind = name.split(":")[0]
+    if kind == "cuda":
+        if not cuda_available():
+            raise ConfigError(f"compute.device={cfg.device!r} but torch sees no CUDA device on this machine "
+                              "(torch.cuda.is_available() is False): set compute.device: auto or cpu")
+        index = int(name.split(":")[1]) if ":" in name else local_rank % torch.cuda.device_count()
+        device = torch.device("cuda", index)
+    elif kind == "mps":
+        if not mps_available():
+            raise ConfigError(f"compute.device={cfg.device!r} but MPS is not available here: "
+                              "set compute.device: auto or cpu")
+        device = torch.device("mps")
+    else:
+        device = torch.device("cpu")
+    return Compute(device, _dtype(cfg.precision, device))
+
+
+def _dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: bf16 where asked (or, with "auto", on a GPU that supports it), else None."""
+    import torch
+
+    if precision == "fp32":
+        return None
+    supported = bf16_supported(device)
+    if precision == "bf16":
+        if not supported:
+            raise ConfigError(f"compute.precision=bf16 but {device} has no bf16 support: "
+                              "set compute.precision: fp32 or auto")
+        return torch.bfloat16
+    # auto: bf16 on GPUs only; a CPU keeps fp32 (bit-identical to the default, and faster there)
+    return torch.bfloat16 if device.type != "cpu" and supported else None
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether autocast to bf16 has kernels on ``device`` (CUDA: the GPU's capability)."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type in ("cpu", "mps")
