@@ -19,6 +19,7 @@ project never needs one.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,6 +34,28 @@ M = TypeVar("M", bound="nn.Module")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 LAUNCHERS = ("plain", "torchrun")
+PARALLELS = ("ddp", "fsdp")
+
+# how the training loops split a model over the data-parallel processes; set by ``Compute.scope``
+# (as autocast is) so that the library reads one decision without a flag threaded through
+_PARALLEL: contextvars.ContextVar[str] = contextvars.ContextVar("instructgpt_parallel", default="ddp")
+
+
+def parallel_mode() -> str:
+    """The data-parallel strategy of the enclosing ``parallelism`` scope: "ddp" (default) or "fsdp"."""
+    return _PARALLEL.get()
+
+
+@contextlib.contextmanager
+def parallelism(mode: str):
+    """Run the training loops inside with ``mode`` ("ddp" or "fsdp") when several processes run."""
+    if mode not in PARALLELS:
+        raise ConfigError(f"compute.parallel={mode!r}: choose one of {', '.join(PARALLELS)}")
+    token = _PARALLEL.set(mode)
+    try:
+        yield
+    finally:
+        _PARALLEL.reset(token)
 
 
 @dataclass
@@ -48,6 +71,12 @@ class ComputeConfig:
     """"plain" (one process) or "torchrun" (``nproc_per_node`` processes of data parallelism)."""
     nproc_per_node: int = 1
     """Processes a torchrun launch starts (each takes its shard of every global batch)."""
+    parallel: str = "ddp"
+    """How several processes share the model: "ddp" (every process holds the whole model, the
+    gradients are summed) or "fsdp" (torch FSDP2 ``fully_shard`` per transformer block: each
+    process holds 1/N of every weight, gradient and optimizer state; the full weights are gathered
+    for evaluation and saving). "fsdp" needs ``launcher: torchrun`` and ``nproc_per_node`` >= 2;
+    pretraining, SFT and the RM only (PPO and LoRA: ddp)."""
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-stage overrides of the fields above, keyed by the stage's module (``tasks.<name>``),
     e.g. ``{ppo: {launcher: torchrun, nproc_per_node: 2}}``."""
@@ -67,7 +96,11 @@ class ComputeConfig:
             raise ConfigError(f"compute.nproc_per_node={self.nproc_per_node} must be >= 1")
         if self.launcher == "plain" and self.nproc_per_node != 1:
             raise ConfigError("compute.nproc_per_node > 1 needs compute.launcher: torchrun")
-
+        if self.parallel not in PARALLELS:
+            raise ConfigError(f"compute.parallel={self.parallel!r}: choose one of {', '.join(PARALLELS)}")
+        if self.parallel == "fsdp" and self.nproc_per_node < 2:
+            raise ConfigError("compute.parallel=fsdp shards the model over several processes: set "
+                              "compute.launcher: torchrun and compute.nproc_per_node >= 2 (or compute.parallel: ddp)")
 
     def for_stage(self, stage: str) -> "ComputeConfig":
         """This config with ``stages[stage]``'s overrides applied (and checked)."""
@@ -82,18 +115,24 @@ class Compute:
     """Where models and tensors live."""
     dtype: torch.dtype | None = None
     """Autocast dtype of forward passes; None = no autocast (fp32 weights and activations)."""
+    parallel: str = "ddp"
+    """``ComputeConfig.parallel``: what the training loops inside ``scope`` do with several processes."""
 
     def place(self, model: M) -> M:
         """``model`` moved to ``device`` (in place for modules, returned for chaining)."""
         return model.to(self.device)
 
     def scope(self) -> contextlib.AbstractContextManager:
-        """Autocast for the forward passes run inside; a null context without a dtype."""
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        import torch
+        """Autocast for the forward passes run inside (none without a dtype) and the data-parallel
+        strategy (``parallel_mode``) of the training loops run inside."""
+        stack = contextlib.ExitStack()
+        if self.parallel != "ddp":
+            stack.enter_context(parallelism(self.parallel))
+        if self.dtype is not None:
+            import torch
 
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+            stack.enter_context(torch.autocast(device_type=self.device.type, dtype=self.dtype))
+        return stack
 
     @property
     def backend(self) -> str:
@@ -136,7 +175,7 @@ def resolve(cfg: ComputeConfig = ComputeConfig(), local_rank: int = 0) -> Comput
         device = torch.device("mps")
     else:
         device = torch.device("cpu")
-    return Compute(device, _dtype(cfg.precision, device))
+    return Compute(device, _dtype(cfg.precision, device), cfg.parallel)
 
 
 def _dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -92,6 +92,8 @@ class DistContext:
     """Number of processes sharing every global batch."""
     device: torch.device = torch.device("cpu")
     """Where collectives' tensors must be: the process's GPU under NCCL, the CPU under gloo."""
+    parallel: str = "ddp"
+    """How the training loop shares the model: "ddp" (``wrap``) or "fsdp" (``instructgpt.train.fsdp``)."""
 
     @property
     def enabled(self) -> bool:
@@ -192,6 +194,8 @@ def distributed() -> DistContext:
     Results match a single-process run with the same seed and global batch up to float
     reduction order: the ranks' partial sums are added in another order than one process adds
     them (~1e-6 relative); with dropout the masks differ too (each rank draws its own)."""
+    from instructgpt.device import parallel_mode
+
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistContext()
@@ -200,4 +204,4 @@ def distributed() -> DistContext:
     device = torch.device("cpu")
     if dist.get_backend() == "nccl":
         device = torch.device("cuda", torch.cuda.current_device())
-    return DistContext(dist.get_rank(), dist.get_world_size(), device)
+    return DistContext(dist.get_rank(), dist.get_world_size(), device, parallel_mode())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -108,6 +109,9 @@ class Stage:
     """Evaluate once before the first step (the ``before`` metrics; not again on resume)."""
     eval_at_end: ClassVar[bool] = False
     """Evaluate at the last step as well (a stage that selects among evaluated checkpoints)."""
+    fsdp_per_block: ClassVar[bool] = True
+    """Under ``compute.parallel: fsdp``, one FSDP unit per transformer block (False: the whole
+    model is one unit; ``instructgpt.train.fsdp.shard``)."""
 
     def __init__(self, model: nn.Module, n_items: int, seed: int, checkpoint_name: str = "model") -> None:
         self.model = model
@@ -139,6 +143,11 @@ class Stage:
 
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
         """Called after each evaluation inside the loop (selection)."""
+
+    def full_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the model's full state dict (selection keeps one). Under FSDP the loop puts
+        the gathering one in its place: a collective, so every rank calls it alike."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def state_dict(self) -> dict[str, Any]:
         """The stage's own state to checkpoint (tensors, numbers, dicts, None)."""
@@ -196,8 +205,34 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
     gradients during backward; only rank 0 logs, shows progress and writes checkpoints."""
     ctx = distributed()
     log = log if ctx.is_main else no_log
+    sharded = None
+    if ctx.enabled and ctx.parallel == "fsdp":
+        if cfg.checkpoint_dir:
+            raise ConfigError(f"{cfg.section}.checkpoint_dir with compute.parallel=fsdp: resumable checkpoints "
+                              f"of sharded runs are not supported yet: unset {cfg.section}.checkpoint_dir "
+                              "or set compute.parallel: ddp")
+        from instructgpt.train.fsdp import shard
+
+        sharded = shard(stage.model, ctx, stage.fsdp_per_block)
+        stage.model = sharded.model  # the stage's loss and evaluation run the sharded copy
+        stage.full_state = sharded.full_state_dict
+        forward = lambda idx: sharded.run(lambda: stage.loss(idx))  # noqa: E731
+        evaluate = lambda s: sharded.run(lambda: stage.evaluate(s))  # noqa: E731
+    else:
+        forward = ctx.wrap(StageLoss(stage))  # the stage's loss as one forward; DDP around it when distributed
+        evaluate = stage.evaluate
+    result = _train(cfg, stage, log, ctx, forward, evaluate)
+    if sharded is not None:  # (not after a failure: the other ranks may not reach the gather)
+        stage.model = sharded.finish()  # the plain model, holding the full trained weights
+        del stage.full_state
+    stage.model.eval()
+    return result
+
+
+def _train(cfg: TrainConfig, stage: Stage, log: LogFn, ctx: DistContext, forward: Callable,
+           evaluate: Callable[[int], dict[str, float]]) -> LoopResult:
+    """``train_loop``'s steps, with the model's ``forward`` and ``evaluate`` as the parallel mode wraps them."""
     model = stage.model
-    forward = ctx.wrap(StageLoss(stage))  # the stage's loss as one forward; DDP around it when distributed
     steps_per_epoch = math.ceil(stage.n_items / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
@@ -218,7 +253,7 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
         step, ema, before = int(state["step"]), dict(state["ema"]), dict(state["before"])
         stage.load_state_dict(state["stage"])
     elif stage.eval_before:
-        before = stage.evaluate(0)
+        before = evaluate(0)
         if before:
             log(before, 0)
     model.train()
@@ -259,7 +294,7 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
                      "train/lr": scheduler.get_last_lr()[0],
                      "train/epoch": epoch + (i + 1) / steps_per_epoch}, step)
             if (eval_every and step % eval_every == 0) or (stage.eval_at_end and step == total):
-                m = stage.evaluate(step)
+                m = evaluate(step)
                 if m:
                     log(m, step)
                 stage.on_eval(step, m)
@@ -269,7 +304,6 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
                     "step": step, "ema": ema, "before": before, "stage": stage.state_dict()}, to_dict(cfg))
     bar.close()
-    model.eval()
     return LoopResult(step, ema, before)
 
 

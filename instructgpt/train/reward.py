@@ -188,6 +188,9 @@ class _Reward(Stage):
     name = "rm"
     desc = "reward"
     stats = ("accuracy",)
+    # prefix sharing runs each block twice (the prompt, then the responses continuing its KV
+    # cache): FSDP's per-block backward hooks would miss the first call, so one unit
+    fsdp_per_block = False
 
     def __init__(self, rm: RewardModel, tokenizer: PreTrainedTokenizerBase, train: Sequence[Comparison],
                  valid: Sequence[Comparison], cfg: RewardConfig) -> None:

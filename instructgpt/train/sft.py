@@ -9,7 +9,7 @@ is not offered; the checkpoint with the lowest validation loss (or the last one)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -123,7 +123,7 @@ class _SFT(Stage):
                                        self.cfg.eval_batch_size)}
 
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
-        self.best = _keep_best(self.best, metrics, step, self.model, self.cfg.selection)
+        self.best = _keep_best(self.best, metrics, step, self.model, self.cfg.selection, self.full_state)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
@@ -164,7 +164,8 @@ def train_sft(
     return metrics
 
 
-def _keep_best(best: dict | None, m: dict[str, float], step: int, model: PreTrainedModel, selection: str) -> dict:
+def _keep_best(best: dict | None, m: dict[str, float], step: int, model: PreTrainedModel, selection: str,
+               full_state: Callable[[], dict[str, torch.Tensor]]) -> dict:
     if selection == "valid_loss" and "valid/loss" not in m:
         selection = "last"  # no validation data: nothing to select on
     better = (
@@ -177,7 +178,7 @@ def _keep_best(best: dict | None, m: dict[str, float], step: int, model: PreTrai
     if has_adapter(model):  # the base weights are frozen: the adapter alone tells checkpoints apart
         state = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
     else:
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state = full_state()  # a copy of the state dict (gathered from the shards under FSDP)
     return {"step": step, "metrics": dict(m), "state": state}
 
 

@@ -78,6 +78,9 @@ def train_ppo(
     # that whitening, the KL controller and the metrics see the global batch, and each rank takes
     # its rows of every minibatch for the update; DDP sums the gradients.
     ctx = distributed()
+    if ctx.enabled and ctx.parallel == "fsdp":
+        raise ConfigError("compute.parallel=fsdp is not supported yet for PPO: use compute.parallel: ddp "
+                          "(e.g. compute.stages.ppo: {parallel: ddp}) or LoRA (ppo.lora)")
     if ctx.world_size > min(cfg.mini_batch_size, cfg.ptx_batch_size if cfg.ptx_coef > 0 else cfg.mini_batch_size):
         raise ConfigError(f"ppo.mini_batch_size (and ppo.ptx_batch_size with PPO-ptx) must be >= the "
                           f"{ctx.world_size} processes: each needs rows of every minibatch")

@@ -1,0 +1,120 @@
+"""Sharded data parallel (``compute.parallel: fsdp``, torch FSDP2): SFT and the RM on 2 CPU
+processes (gloo) land on the single-process weights, and each process really holds half.
+
+Same seed, same GLOBAL batch as one process: each rank trains on its shard, FSDP reduce-scatters
+the gradients (summed: divide factor 1, each rank's loss being its term of the global mean) and
+every rank steps AdamW on its half of each weight. The runs differ only in float reduction order,
+as with DDP (``test_ddp``'s docstring has the analysis: ~1e-7 relative per gradient, amplified by
+AdamW where a true gradient is 0, e.g. the RM head bias), so the same bound holds:
+|Δ| <= 2e-4 + 1e-4·|w| (measured: SFT 1.9e-5, RM 5.4e-5 on the head bias, 1.7e-4 on the
+normalised reward bias, ~1.1 in size; weights moved by ~1e-2). AdamW would hide a gradient off by
+a constant factor (averaged instead of summed over ranks), so the test also compares one batch's
+full gradient, gathered from the shards, with the single-process one. SFT selects on the validation loss after
+every other step, so the kept checkpoint is a full state dict gathered from the shards; the RM's
+normalisation after training runs on the plain model that received the gathered weights.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.distributed.tensor import DTensor
+
+from instructgpt.device import parallelism
+from instructgpt.models import RewardModel, load_causal_lm
+from instructgpt.train.common import distributed
+from instructgpt.train.fsdp import blocks, local_fraction, shard
+from instructgpt.train.reward import train_reward_model
+from instructgpt.train.sft import _SFT, train_sft
+
+from .conftest import make_pairs
+from .test_ddp import ATOL, RTOL, WORLD_SIZE, _free_port, rm_cfg, sft_cfg
+from .test_train import make_comparisons
+
+
+def sft_cfg_selecting():
+    cfg = sft_cfg()
+    cfg.selection, cfg.eval_every = "valid_loss", 2
+    return cfg
+
+
+def run_both(model_dir) -> dict[str, dict[str, torch.Tensor]]:
+    """SFT on 37 demonstrations (5 steps, selection every 2), the RM on 9 comparisons (3 steps)."""
+    model, tokenizer = load_causal_lm(model_dir)
+    m = train_sft(model, tokenizer, make_pairs(37, 1), make_pairs(6, 2), sft_cfg_selecting())
+    rm = RewardModel.from_causal_lm(model_dir)
+    train_reward_model(rm, tokenizer, make_comparisons(9, 3), make_comparisons(3, 4), make_pairs(6, 2), rm_cfg())
+    return {"sft": model.state_dict(), "rm": rm.state_dict(), "best": {"step": torch.tensor(m["best/step"])}}
+
+
+def sft_gradient(model_dir, ctx=None) -> dict[str, torch.Tensor]:
+    """The gradient of SFT's loss on one global batch of 8 demonstrations (the full gradient,
+    gathered from the shards, under FSDP; ``ctx`` = the distributed context)."""
+    model, tokenizer = load_causal_lm(model_dir)
+    sharded = shard(model, ctx) if ctx is not None else None
+    stage = _SFT(sharded.model if sharded else model, tokenizer, make_pairs(8, 1), [], sft_cfg())
+    idx = ctx.shard(list(range(8))) if ctx is not None else list(range(8))
+    loss, n, _ = sharded.run(lambda: stage.loss(idx)) if sharded else stage.loss(idx)
+    if ctx is not None:
+        loss, _ = ctx.share(loss, n)
+    loss.backward()
+    return {k: (p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad)
+            for k, p in stage.model.named_parameters()}
+
+
+def _worker(rank: int, port: int, model_dir: str, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    try:
+        with parallelism("fsdp"):
+            states = run_both(model_dir)
+            # what each rank holds of a freshly sharded model: DTensor local shards
+            sharded = shard(RewardModel.from_causal_lm(model_dir), distributed())
+            fractions = {k: local_fraction(p) for k, p in sharded.model.named_parameters()}
+            n_dtensor = sum(isinstance(p, DTensor) for p in sharded.model.parameters())
+            states["grad"] = sft_gradient(model_dir, distributed())
+            states["shards"] = {"fractions": torch.tensor(list(fractions.values())),
+                                "rows": torch.tensor([p.shape[0] for p in sharded.model.parameters()]),
+                                "n_dtensor": torch.tensor(n_dtensor),
+                                "n_blocks": torch.tensor(len(blocks(sharded.model)))}
+        torch.save(states, f"{out}.{rank}")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_fsdp_two_processes_match_one_and_shard(model_dir, tmp_path):
+    out = tmp_path / "fsdp.pt"
+    mp.spawn(_worker, args=(_free_port(), str(model_dir), str(out)), nprocs=WORLD_SIZE, join=True)
+    ranks = [torch.load(f"{out}.{r}", weights_only=True) for r in range(WORLD_SIZE)]
+    single = run_both(model_dir)
+    n_params = len(list(RewardModel.from_causal_lm(model_dir).parameters()))
+    rows = ranks[0]["shards"]["rows"]
+    # dim-0 shards: each rank holds ceil(rows/2) or floor(rows/2) rows of every parameter (the RM
+    # head has 1 row: all on rank 0), and together the ranks hold each element once
+    frac = torch.stack([fsdp["shards"]["fractions"] for fsdp in ranks])  # (ranks, params)
+    assert torch.allclose(frac.sum(0), torch.ones(n_params)), frac
+    assert bool((frac <= torch.ceil(rows / WORLD_SIZE) / rows).all()), frac
+    assert int((frac == 0.5).all(0).sum()) >= n_params - 2, frac  # all but the head's two split evenly
+    # the gradient is the single-process one (summed over ranks, not averaged: AdamW would hide
+    # a factor of 2 in the weights); float reduction order only
+    grad = sft_gradient(model_dir)
+    for k, g in grad.items():
+        assert torch.allclose(ranks[0]["grad"][k], g, rtol=1e-4, atol=1e-7), f"gradient of {k} differs"
+    for r, fsdp in enumerate(ranks):
+        assert int(fsdp["shards"]["n_dtensor"]) == n_params and int(fsdp["shards"]["n_blocks"]) == 2
+        assert int(fsdp["best"]["step"]) == int(single["best"]["step"])
+        for name in ("sft", "rm"):
+            init = (RewardModel.from_causal_lm(model_dir) if name == "rm" else load_causal_lm(model_dir)[0]).state_dict()
+            keys = [k for k, v in single[name].items() if v.is_floating_point()]
+            assert set(keys) <= set(fsdp[name]), "the plain model after FSDP has the usual state dict"
+            moved = max(float((single[name][k] - init[k]).abs().max()) for k in keys)
+            assert moved > 20 * ATOL, f"{name}: training barely moved the weights ({moved:.1e})"
+            excess = {k: float(((single[name][k] - fsdp[name][k]).abs() - RTOL * single[name][k].abs()).max())
+                      for k in keys}
+            worst = max(excess, key=excess.get)
+            assert excess[worst] < ATOL, (
+                f"{name} rank {r}: {worst} differs by more than {ATOL:g} + {RTOL:g}·|w| between 1 and 2 processes")
