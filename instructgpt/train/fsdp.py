@@ -7,7 +7,9 @@ its backward), the rest (embeddings, final norm, heads, the RM's gain and bias) 
 Each process holds 1/N of every weight, gradient and AdamW state between uses. The plain model
 waits on the CPU meanwhile and receives the gathered full weights at the end (``Sharded.finish``),
 so everything after training (the RM's normalisation, saving with ``save_pretrained``, the later
-stages) sees the usual module, and the saved directory is the usual HF directory.
+stages) sees the usual module, and the saved directory is the usual HF directory. Resumable
+checkpoints hold the full weights (written from ``original``) and the full optimizer state keyed
+by parameter name (``gather``/``restore``): resume a run with the ``compute.parallel`` it had.
 
 Every forward runs under the root unit (``Call``: its forward is the function it is given), so
 FSDP's root hooks (lazy init, the root unit's gather) run for the loss and for the stage's
@@ -75,6 +77,29 @@ class Sharded:
 
         state = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))
         return {k: v.detach().clone() for k, v in state.items()}
+
+    def gather(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """For a checkpoint (collective): the full weights copied into ``original`` (which the
+        checkpoint saves, as a plain model's), and the full optimizer state dict, keyed by
+        parameter name, on rank 0 ({} elsewhere)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        self.original.load_state_dict(self.full_state_dict())
+        return get_optimizer_state_dict(self.model, optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def restore(self, optimizer: torch.optim.Optimizer, optimizer_state: dict[str, Any]) -> None:
+        """Resume (every rank): ``original``'s weights (a checkpoint loaded into it) and the full
+        optimizer state that ``gather`` saved, each rank keeping its shards."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        full = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.model, self.original.state_dict(), options=full)
+        set_optimizer_state_dict(self.model, optimizer, optimizer_state, options=full)
 
     def finish(self) -> nn.Module:
         """The original model, back home, holding the trained full weights (collective)."""

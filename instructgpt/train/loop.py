@@ -207,10 +207,6 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
     log = log if ctx.is_main else no_log
     sharded = None
     if ctx.enabled and ctx.parallel == "fsdp":
-        if cfg.checkpoint_dir:
-            raise ConfigError(f"{cfg.section}.checkpoint_dir with compute.parallel=fsdp: resumable checkpoints "
-                              f"of sharded runs are not supported yet: unset {cfg.section}.checkpoint_dir "
-                              "or set compute.parallel: ddp")
         from instructgpt.train.fsdp import shard
 
         sharded = shard(stage.model, ctx, stage.fsdp_per_block)
@@ -221,7 +217,7 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
     else:
         forward = ctx.wrap(StageLoss(stage))  # the stage's loss as one forward; DDP around it when distributed
         evaluate = stage.evaluate
-    result = _train(cfg, stage, log, ctx, forward, evaluate)
+    result = _train(cfg, stage, log, ctx, forward, evaluate, sharded)
     if sharded is not None:  # (not after a failure: the other ranks may not reach the gather)
         stage.model = sharded.finish()  # the plain model, holding the full trained weights
         del stage.full_state
@@ -230,7 +226,7 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
 
 
 def _train(cfg: TrainConfig, stage: Stage, log: LogFn, ctx: DistContext, forward: Callable,
-           evaluate: Callable[[int], dict[str, float]]) -> LoopResult:
+           evaluate: Callable[[int], dict[str, float]], sharded: Any = None) -> LoopResult:
     """``train_loop``'s steps, with the model's ``forward`` and ``evaluate`` as the parallel mode wraps them."""
     model = stage.model
     steps_per_epoch = math.ceil(stage.n_items / cfg.batch_size)
@@ -244,10 +240,14 @@ def _train(cfg: TrainConfig, stage: Stage, log: LogFn, ctx: DistContext, forward
     torch.manual_seed(cfg.seed + ctx.rank)  # dropout masks: each rank draws its own
     step, before = 0, {}
     ema: dict[str, float | None] = {k: None for k in ("loss", *stage.stats)}
-    modules = {stage.checkpoint_name: model}
+    # checkpoints hold plain full weights: under FSDP those of the parked original (``Sharded``)
+    modules = {stage.checkpoint_name: model if sharded is None else sharded.original}
     state = load_checkpoint(cfg.checkpoint_dir, modules)
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        if sharded is not None:
+            sharded.restore(optimizer, state["optimizer"])
+        else:
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         step, ema, before = int(state["step"]), dict(state["ema"]), dict(state["before"])
@@ -299,10 +299,13 @@ def _train(cfg: TrainConfig, stage: Stage, log: LogFn, ctx: DistContext, forward
                     log(m, step)
                 stage.on_eval(step, m)
                 model.train()
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
-                save_checkpoint(cfg.checkpoint_dir, modules, {
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                    "step": step, "ema": ema, "before": before, "stage": stage.state_dict()}, to_dict(cfg))
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and (ctx.is_main or sharded is not None):
+                # FSDP: every rank takes part in gathering the full weights and optimizer state
+                optimizer_state = optimizer.state_dict() if sharded is None else sharded.gather(optimizer)
+                if ctx.is_main:
+                    save_checkpoint(cfg.checkpoint_dir, modules, {
+                        "optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                        "step": step, "ema": ema, "before": before, "stage": stage.state_dict()}, to_dict(cfg))
     bar.close()
     return LoopResult(step, ema, before)
 

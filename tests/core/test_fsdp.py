@@ -65,6 +65,20 @@ def sft_gradient(model_dir, ctx=None) -> dict[str, torch.Tensor]:
             for k, p in stage.model.named_parameters()}
 
 
+def resumed_sft(model_dir, checkpoint_dir: str) -> dict[str, torch.Tensor]:
+    """SFT with a checkpoint every 2 steps (the last at step 4 of 5) run twice: the second run
+    resumes from step 4 (full weights, full optimizer state, the selected checkpoint) and
+    retrains step 5; its final weights."""
+    for _ in range(2):
+        model, tokenizer = load_causal_lm(model_dir)
+        cfg = sft_cfg_selecting()
+        cfg.checkpoint_dir, cfg.checkpoint_every, cfg.log_every = checkpoint_dir, 2, 1
+        steps: list[int] = []  # the steps the run trained (logged on rank 0)
+        m = train_sft(model, tokenizer, make_pairs(37, 1), make_pairs(6, 2), cfg,
+                      log=lambda metrics, step: steps.append(step) if "train/loss" in metrics else None)
+    return {**model.state_dict(), "best_step": torch.tensor(m["best/step"]), "steps": torch.tensor(steps)}
+
+
 def _worker(rank: int, port: int, model_dir: str, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -76,6 +90,7 @@ def _worker(rank: int, port: int, model_dir: str, out: str) -> None:
             fractions = {k: local_fraction(p) for k, p in sharded.model.named_parameters()}
             n_dtensor = sum(isinstance(p, DTensor) for p in sharded.model.parameters())
             states["grad"] = sft_gradient(model_dir, distributed())
+            states["resumed"] = resumed_sft(model_dir, f"{out}.ckpt")
             states["shards"] = {"fractions": torch.tensor(list(fractions.values())),
                                 "rows": torch.tensor([p.shape[0] for p in sharded.model.parameters()]),
                                 "n_dtensor": torch.tensor(n_dtensor),
@@ -104,6 +119,14 @@ def test_fsdp_two_processes_match_one_and_shard(model_dir, tmp_path):
     grad = sft_gradient(model_dir)
     for k, g in grad.items():
         assert torch.allclose(ranks[0]["grad"][k], g, rtol=1e-4, atol=1e-7), f"gradient of {k} differs"
+    # resumed from the sharded run's checkpoint at step 4: the uninterrupted run's weights (the
+    # same processes and operations from the same state: float order alike, so a tight bound)
+    resumed = ranks[0]["resumed"]
+    assert int(resumed.pop("best_step")) == int(ranks[0]["best"]["step"])
+    assert resumed.pop("steps").tolist() == [5], "the second run should resume at step 4 and train step 5 alone"
+    assert ranks[1]["resumed"]["steps"].tolist() == []  # rank 1 logs nothing
+    for k, v in resumed.items():
+        assert torch.allclose(v, ranks[0]["sft"][k], rtol=1e-5, atol=1e-6), f"resumed {k} differs"
     for r, fsdp in enumerate(ranks):
         assert int(fsdp["shards"]["n_dtensor"]) == n_params and int(fsdp["shards"]["n_blocks"]) == 2
         assert int(fsdp["best"]["step"]) == int(single["best"]["step"])
