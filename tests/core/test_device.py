@@ -49,6 +49,21 @@ def test_explicit_choices_and_refusals():
         ComputeConfig(stages={"ppo": {"nproc_per_node": 2}}).for_stage("ppo")
 
 
+def test_parallel_fsdp_needs_several_processes_and_reaches_the_library_through_the_scope():
+    from instructgpt.device import parallel_mode
+
+    for bad in ({"parallel": "zero3"}, {"parallel": "fsdp"}, {"parallel": "fsdp", "launcher": "torchrun"}):
+        with pytest.raises(ConfigError, match="compute.parallel"):
+            ComputeConfig(**bad)
+    cfg = ComputeConfig(stages={"sft": {"launcher": "torchrun", "nproc_per_node": 2, "parallel": "fsdp"}})
+    assert cfg.parallel == "ddp" and cfg.for_stage("sft").parallel == "fsdp"
+    compute = resolve(cfg.for_stage("sft"))
+    assert parallel_mode() == "ddp"
+    with compute.scope():
+        assert parallel_mode() == "fsdp" and not torch.is_autocast_enabled("cpu")
+    assert parallel_mode() == "ddp"
+
+
 def test_auto_prefers_cuda_with_bf16_then_mps(monkeypatch):
     monkeypatch.setattr(devmod, "cuda_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

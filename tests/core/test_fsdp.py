@@ -23,15 +23,17 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.distributed.tensor import DTensor
 
+from instructgpt.config import ConfigError
 from instructgpt.device import parallelism
 from instructgpt.models import RewardModel, load_causal_lm
 from instructgpt.train.common import distributed
 from instructgpt.train.fsdp import blocks, local_fraction, shard
+from instructgpt.train.ppo import train_ppo
 from instructgpt.train.reward import train_reward_model
 from instructgpt.train.sft import _SFT, train_sft
 
 from .conftest import make_pairs
-from .test_ddp import ATOL, RTOL, WORLD_SIZE, _free_port, rm_cfg, sft_cfg
+from .test_ddp import ATOL, RTOL, WORLD_SIZE, _free_port, ppo_cfg, rm_cfg, sft_cfg
 from .test_train import make_comparisons
 
 
@@ -79,6 +81,18 @@ def resumed_sft(model_dir, checkpoint_dir: str) -> dict[str, torch.Tensor]:
     return {**model.state_dict(), "best_step": torch.tensor(m["best/step"]), "steps": torch.tensor(steps)}
 
 
+def ppo_refused(model_dir) -> bool:
+    """Whether PPO under fsdp stops with the ConfigError that names the setting to change."""
+    policy, tokenizer = load_causal_lm(model_dir)
+    rm = RewardModel.from_causal_lm(model_dir)
+    try:
+        train_ppo(policy, None, None, rm, tokenizer, [p for p, _ in make_pairs(12, 6)],
+                  [f"{p}\n{r}" for p, r in make_pairs(40, 5)], ppo_cfg())
+    except ConfigError as exc:
+        return "compute.parallel: ddp" in str(exc)
+    return False
+
+
 def _worker(rank: int, port: int, model_dir: str, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -90,6 +104,7 @@ def _worker(rank: int, port: int, model_dir: str, out: str) -> None:
             fractions = {k: local_fraction(p) for k, p in sharded.model.named_parameters()}
             n_dtensor = sum(isinstance(p, DTensor) for p in sharded.model.parameters())
             states["grad"] = sft_gradient(model_dir, distributed())
+            states["ppo_refused"] = {"yes": torch.tensor(ppo_refused(model_dir))}
             states["resumed"] = resumed_sft(model_dir, f"{out}.ckpt")
             states["shards"] = {"fractions": torch.tensor(list(fractions.values())),
                                 "rows": torch.tensor([p.shape[0] for p in sharded.model.parameters()]),
@@ -128,6 +143,7 @@ def test_fsdp_two_processes_match_one_and_shard(model_dir, tmp_path):
     for k, v in resumed.items():
         assert torch.allclose(v, ranks[0]["sft"][k], rtol=1e-5, atol=1e-6), f"resumed {k} differs"
     for r, fsdp in enumerate(ranks):
+        assert bool(fsdp["ppo_refused"]["yes"]), "PPO under fsdp should stop with a ConfigError naming ddp"
         assert int(fsdp["shards"]["n_dtensor"]) == n_params and int(fsdp["shards"]["n_blocks"]) == 2
         assert int(fsdp["best"]["step"]) == int(single["best"]["step"])
         for name in ("sft", "rm"):
