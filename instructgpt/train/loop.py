@@ -15,9 +15,9 @@ the EMAs and the stage's own state (SFT: the selected checkpoint).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from collections.abc import Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -36,6 +36,8 @@ from instructgpt.train.common import (
     warmup_cosine,
 )
 
+if TYPE_CHECKING:
+    from instructgpt.train.fsdp import Sharded
 
 # a batch statistic: (this rank's mean, the number of things it is a mean over)
 Stat = tuple[float, float]
@@ -202,7 +204,9 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
 
     Data parallel under torchrun (``instructgpt.train.common.distributed``): each rank takes its
     shard of every global batch, the loss is each rank's term of the global mean, DDP sums the
-    gradients during backward; only rank 0 logs, shows progress and writes checkpoints."""
+    gradients during backward; only rank 0 logs, shows progress and writes checkpoints. With
+    ``compute.parallel: fsdp`` (``instructgpt.device.parallelism``) a sharded copy trains instead
+    and the model gets the full trained weights back at the end (``instructgpt.train.fsdp``)."""
     ctx = distributed()
     log = log if ctx.is_main else no_log
     sharded = None
@@ -226,7 +230,7 @@ def train_loop(cfg: TrainConfig, stage: Stage, log: LogFn = no_log) -> LoopResul
 
 
 def _train(cfg: TrainConfig, stage: Stage, log: LogFn, ctx: DistContext, forward: Callable,
-           evaluate: Callable[[int], dict[str, float]], sharded: Any = None) -> LoopResult:
+           evaluate: Callable[[int], dict[str, float]], sharded: Sharded | None = None) -> LoopResult:
     """``train_loop``'s steps, with the model's ``forward`` and ``evaluate`` as the parallel mode wraps them."""
     model = stage.model
     steps_per_epoch = math.ceil(stage.n_items / cfg.batch_size)
