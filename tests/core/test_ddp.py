@@ -39,6 +39,19 @@ WORLD_SIZE = 2
 ATOL, RTOL = 2e-4, 1e-4  # |w_2proc − w_1proc| <= ATOL + RTOL·|w_1proc|
 
 
+def assert_trained_alike(name: str, model_dir, single: dict, multi: dict, label: str = "") -> None:
+    """Training moved the weights (> 20·ATOL from the start), and the 2-process weights are within
+    ATOL + RTOL·|w| of the 1-process ones."""
+    init = (RewardModel.from_causal_lm(model_dir) if name == "rm" else load_causal_lm(model_dir)[0]).state_dict()
+    keys = [k for k, v in single.items() if v.is_floating_point()]
+    moved = max(float((single[k] - init[k]).abs().max()) for k in keys)
+    assert moved > 20 * ATOL, f"{name}: training barely moved the weights ({moved:.1e})"
+    excess = {k: float(((single[k] - multi[k]).abs() - RTOL * single[k].abs()).max()) for k in keys}
+    worst = max(excess, key=excess.get)
+    assert excess[worst] < ATOL, (
+        f"{name}{label}: {worst} differs by more than {ATOL:g} + {RTOL:g}·|w| between 1 and 2 processes")
+
+
 def sft_cfg() -> SFTConfig:
     return SFTConfig(epochs=1, lr=3e-3, batch_size=8, warmup=1, dropout=0.0, max_len=48, selection="last",
                      show_progress=False)
@@ -122,12 +135,4 @@ def test_two_processes_match_one(model_dir, tmp_path):
     assert per_process == [n_single // WORLD_SIZE] * WORLD_SIZE, (
         f"each of the {WORLD_SIZE} processes should sample half of the {n_single} tokens, got {per_process}")
     for name in ("sft", "rm", "ppo"):
-        init = (RewardModel.from_causal_lm(model_dir) if name == "rm" else load_causal_lm(model_dir)[0]).state_dict()
-        keys = [k for k, v in single[name].items() if v.is_floating_point()]
-        moved = max(float((single[name][k] - init[k]).abs().max()) for k in keys)
-        assert moved > 20 * ATOL, f"{name}: training barely moved the weights ({moved:.1e})"
-        excess = {k: float(((single[name][k] - ddp[name][k]).abs() - RTOL * single[name][k].abs()).max())
-                  for k in keys}
-        worst = max(excess, key=excess.get)
-        assert excess[worst] < ATOL, (
-            f"{name}: {worst} differs by more than {ATOL:g} + {RTOL:g}·|w| between 1 and 2 processes")
+        assert_trained_alike(name, model_dir, single[name], ddp[name])
