@@ -20,6 +20,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export GX_ANALYTICS_ENABLED := false
+# a fresh clone's ephemeral Prefect server migrates its new database first: more than the default 20 s on 2 cores
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 # The Prefect deployment's name (prefect.yaml): one deployment per workspace on a shared server,
 # e.g. make deploy DEPLOYMENT=nightly-alice (docs/SCALE.md, section 6)
 DEPLOYMENT ?= nightly

@@ -17,5 +17,8 @@ for _key, _value in {
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "GIT_PYTHON_REFRESH": "quiet",
+    # The flow's ephemeral Prefect server migrates a new database on its first start (a fresh
+    # clone's .prefect/): on 2 cores that takes longer than Prefect's default 20 s wait.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
 }.items():
     os.environ.setdefault(_key, _value)
