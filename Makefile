@@ -34,11 +34,12 @@ LABEL_STUDIO_API_KEY ?= instructgpt-local-token
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
 export LABEL_STUDIO_PORT LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_API_KEY LABEL_STUDIO_URL
 
-.PHONY: run test ui data venv deploy worker bench bench-peers world demo-base clean help test-acceptance test-services labelstudio labelstudio-venv labels-push labels-pull
+.PHONY: run seeds test ui data venv venv-test constraints deploy worker bench bench-peers world demo-base clean help test-acceptance test-services labelstudio labelstudio-venv labels-push labels-pull
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
 	@echo "               PROFILE=tiny: the tiny profile, in its own workspace profiles/tiny/"
+	@echo "make seeds   - the demo on three training seeds and the mean ± sd of its headline figures (~50 min)"
 	@echo "make test    - the test suite (without the long acceptance runs)"
 	@echo "make test-acceptance - own data/model/labelers end to end, and a real Label Studio round trip"
 	@echo "make test-services - MLflow on PostgreSQL, DVC on S3 (moto), Prefect server + two workers (10-15 min)"
@@ -51,15 +52,31 @@ help:
 	@echo "make labels-push - tasks waiting in labels/outbox/ into Label Studio projects"
 	@echo "make labels-pull - Label Studio's answers into labels/rankings/ and labels/judgements/"
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins every package to the versions last tested together (make constraints
+# refreshes it): pip then has nothing to resolve, and two installs a month apart are the same.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: a looser request pulls a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+# the tests' extra packages (pytest, moto's S3 server, PostgreSQL's driver, DVC's S3 remote)
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
+venv-test: $(VENV)/.installed-test
+
+# maintainers: after changing pyproject.toml's ranges, re-resolve into a new venv and pin the result
+constraints:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS) && .venv-lock/bin/pip install --quiet -e '.[test]'
+	(echo "# every package at the version tested together; make constraints writes this file"; \
+	  .venv-lock/bin/pip freeze --exclude-editable | grep -v '^torch==') > constraints.txt
+	rm -rf .venv-lock
 
 # The raw demo data and the demo's pretrained base model come from the DVC remote committed in
 # dvc-store/ (no network needed).
@@ -80,17 +97,22 @@ run: venv data
 	@echo "  MLflow runs       : make ui$(if $(WS), PROFILE=$(PROFILE),), then the URL it prints"
 	@echo "  Prefect artifacts : prefect server start (PREFECT_HOME=.prefect), then http://127.0.0.1:4200"
 
+# the demo on three training seeds (params.yaml, profiles/seed1.yaml, profiles/seed2.yaml: the same
+# data and base), then a table of the headline figures per seed with mean ± sd (outputs/seeds/seeds.md)
+seeds: venv data
+	$(PY) -m flows.seeds
+
 # make test: everything but the two long acceptance runs (< 15 min on 2 cores); .ci/run runs both.
-test: venv
+test: venv-test
 	$(PY) -m pytest -q -m "not acceptance and not labelstudio and not services"
 
 # the shared services, each a real server started by the tests (docs/SCALE.md, sections 4-6):
 # PostgreSQL + MLflow server, moto's S3 server, Prefect server + two workers; trains the tiny profile once
-test-services: venv
+test-services: venv-test
 	$(PY) -m pytest -q -m services
 
 # a team's own data end to end (~5 min) and the real Label Studio round trip (~1 min + its venv)
-test-acceptance: venv
+test-acceptance: venv-test
 	$(PY) -m pytest -q -m "acceptance or labelstudio"
 
 ui: venv
