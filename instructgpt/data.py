@@ -16,7 +16,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from instructgpt.models import position_ids_from_mask
-from instructgpt.text import has_chat_template, prompt_context, template_wrote_bos
+from instructgpt.text import has_chat_template, lead_response, prompt_context, template_wrote_bos
 
 IGNORE_INDEX = -100
 _SLOT = "\u2063PROMPT\u2063"  # stands for the prompt when a template's wrapper is measured
@@ -74,15 +74,16 @@ def _cut_template_prompt(tokenizer: PreTrainedTokenizerBase, text: str, budget: 
 
 
 def encode_response(tokenizer: PreTrainedTokenizerBase, response: str) -> list[int]:
-    """Tokens of the response followed by EOS."""
-    return _ids(tokenizer, response) + [tokenizer.eos_token_id]
+    """Tokens of the response (``lead_response``: a leading space in the plain format) followed by EOS."""
+    return _ids(tokenizer, lead_response(tokenizer, response)) + [tokenizer.eos_token_id]
 
 
 def encode_responses(tokenizer: PreTrainedTokenizerBase, responses: Sequence[str]) -> list[list[int]]:
     """``encode_response`` of each response, in one call to the tokenizer."""
     if not responses:
         return []
-    return [ids + [tokenizer.eos_token_id] for ids in tokenizer(list(responses), add_special_tokens=False)["input_ids"]]
+    texts = [lead_response(tokenizer, r) for r in responses]
+    return [ids + [tokenizer.eos_token_id] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, fill: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

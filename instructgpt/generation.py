@@ -17,6 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from instructgpt.data import collate_prompts, encode_prompt
 from instructgpt.models import cache_kwarg
 from instructgpt.progress import progress
+from instructgpt.text import strip_lead
 
 
 @dataclass
@@ -217,7 +218,7 @@ def sample(
         for i, prompt, row in zip(rows, chunk, resp.tolist()):
             ended = eos in row
             ids = row[: row.index(eos) + 1] if ended else row
-            text = tokenizer.decode(ids[:-1] if ended else ids, skip_special_tokens=True)
+            text = strip_lead(tokenizer, tokenizer.decode(ids[:-1] if ended else ids, skip_special_tokens=True))
             samples[i] = Sample(prompt, text, ids, ended)
         bar.update(len(chunk))
     bar.close()

@@ -115,9 +115,9 @@ def test_rm_with_lora_trains_the_adapter_and_head_and_saves_merged(model_dir, to
     rm = RewardModel.from_causal_lm(model_dir)
     before = _state(rm)
     train, valid = make_comparisons(24, 3), make_comparisons(8, 4)
-    cfg = RewardConfig(epochs=2, lr=1e-2, batch_size=4, max_len=64, show_progress=False, lora=LORA)
+    cfg = RewardConfig(epochs=2, lr=2e-2, batch_size=4, max_len=64, show_progress=False, lora=LORA)
     m = train_reward_model(rm, tokenizer, train, valid, make_pairs(6, 9), cfg)
-    assert m["steps"] == 12 and m["valid/accuracy"] > 0.7  # measured 0.80 (0.38 before training)
+    assert m["steps"] == 12 and m["valid/accuracy"] > 0.7  # measured 0.76 (0.38 before training)
     assert abs(m["demo/mean_reward"]) < 1e-4  # normalised after the merge: on what is saved
     assert not has_adapter(rm)
     changed = _changed(before, rm)

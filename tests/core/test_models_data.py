@@ -55,7 +55,7 @@ def test_sft_labels_only_on_response_and_eos(tokenizer):
         assert labels[real].tolist()[-1] == tokenizer.eos_token_id
         assert ids[real].tolist() == labels[real].tolist()
     n_prompt = len(encode_prompt(tokenizer, "hi"))
-    n_resp = len(tokenizer("x", add_special_tokens=False)["input_ids"]) + 1
+    n_resp = len(tokenizer(" x", add_special_tokens=False)["input_ids"]) + 1  # the plain format's lead space
     assert int((b.labels[1] != IGNORE_INDEX).sum()) == n_resp
     assert int(b.attention_mask[1].sum()) == n_prompt + n_resp
 

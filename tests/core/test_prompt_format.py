@@ -1,9 +1,11 @@
 """The plain prompt format (no chat template: the demo's own tokenizer) gives exactly the token
-ids it gave before chat templates existed: the demo pipeline must not change by a single id.
+ids pinned here: the demo pipeline must not change by a single id unless on purpose.
 
-The pinned hashes were computed with the code of commit c69b1a5 (before ``prompt_context``),
-except the over-long SFT examples: since issue 11 they keep BOS (the old cut dropped it), see
-the cut tests at the end."""
+The prompt-only paths still give the ids of commit c69b1a5 (before ``prompt_context``). Changed
+on purpose since then, both for issue 11: over-long SFT examples keep BOS (the old cut dropped
+it), see the cut tests at the end; and a response is tokenized with one leading space
+(``instructgpt.text.lead_response``), so that its first word is the token the corpus spells it
+with ("Ġpositive"), not fragments ("p", "os", "itive") a small model misspells."""
 
 from __future__ import annotations
 
@@ -61,18 +63,42 @@ def test_plain_format_token_ids_are_pinned(tokenizer):
     fp = fingerprint(tokenizer)
     assert fp["prompt"][1] == [1, 75, 76, 202]  # [BOS] "hi" "\n"
     assert hashlib.sha256(json.dumps(fp).encode()).hexdigest() == (
-        "0be637f55d30483cc2277d4224318f537ddade4cfc21cc236c7cf65ae7cd4a9c")
-    # everything but the over-long SFT examples: still the ids of c69b1a5
-    uncut = {k: v for k, v in fp.items() if k not in ("sft_cut", "collate_pairs")}
-    uncut["sft"] = fp["sft"][:5]  # the sixth example is longer than 256 tokens
-    assert hashlib.sha256(json.dumps(uncut).encode()).hexdigest() == (
-        "b5e5237f6bb418662835b76d85f65c1fdc0a1aaf39d6b28ae3fc7f4692e036c6")
+        "32c9dfc4650cb30158f8e0907e4c0fe3e3e5287dc7abe6f8520c9cd37d30c86c")
+    # the paths without a response: still the ids of c69b1a5
+    prompt_only = {k: fp[k] for k in ("prompt", "prompt_cut", "collate_prompts", "blocks")}
+    assert hashlib.sha256(json.dumps(prompt_only).encode()).hexdigest() == (
+        "0e9cff0e6e93e2855f355f42a36abb1761bd10ebdce60631ed556f2e7ab4f8dc")
+
+
+def test_plain_format_response_starts_with_the_in_text_spelling_of_its_first_word(tokenizer):
+    """The response's first word is one token, the one it has inside text ("Ġcat"), not the
+    fragments of a word starting a segment; decoding a sample gives the response back exactly."""
+    from instructgpt.text import lead_response, strip_lead
+
+    ids = encode_response(tokenizer, "cat dog")
+    assert ids[:2] == _ids(tokenizer, " cat dog") and ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.convert_ids_to_tokens(ids[:1]) == ["Ġcat"]
+    assert _ids(tokenizer, "the cat")[-1:] == _ids(tokenizer, " cat")  # the spelling inside text
+    for response in ("cat dog", "pie , soup and fish .", "1 . corn\n2 . soup"):
+        r_ids = encode_response(tokenizer, response)[:-1]
+        assert strip_lead(tokenizer, tokenizer.decode(r_ids, skip_special_tokens=True)) == response
+    assert encode_response(tokenizer, "") == [tokenizer.eos_token_id]  # no lone space token
+    assert lead_response(tokenizer, "") == ""
+    # an SFT example's labels begin with that token, right after the prompt's newline
+    ids, labels = encode_sft(tokenizer, "hi", "cat dog", 64)
+    assert labels[len(encode_prompt(tokenizer, "hi")):] == ids[len(encode_prompt(tokenizer, "hi")):] == (
+        encode_response(tokenizer, "cat dog"))
+    # a chat template's text is its owner's: no lead
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    assert encode_response(tok, "cat dog") == _ids(tok, "cat dog") + [tok.eos_token_id]
 
 
 def test_plain_fewshot_context_is_the_old_prefix(tokenizer):
-    """Few-shot examples in the plain format: what tasks/evaluate.py built by hand before."""
+    """Few-shot examples in the plain format: what tasks/evaluate.py built by hand before, each
+    response with the lead a response has in the plain format."""
     shots = [("hi", "x"), ("list three foods .", "pie .")]
-    old_prefix = "".join(format_prompt(p) + r + "\n\n" for p, r in shots)
+    old_prefix = "".join(format_prompt(p) + " " + r + "\n\n" for p, r in shots)
     for p in PROMPTS:
         assert prompt_context(tokenizer, p, shots) == format_prompt(old_prefix + p)
         assert encode_prompt(tokenizer, p, shots=shots) == encode_prompt(tokenizer, old_prefix + p)
@@ -112,9 +138,9 @@ def test_demo_tokenizer_on_demo_data_is_pinned():
         h.update(json.dumps(encode_sft(tok, p, r, 256)).encode())
     b = collate_pairs(tok, pairs[:64], 256)
     h.update(json.dumps([b.input_ids.tolist(), b.labels.tolist()]).encode())
-    # re-pinned when the demo data dropped the labelers' missing-full-stop habit (the old demonstrations
-    # still give the old hash with this code)
-    assert h.hexdigest() == "bf629f1a9293b163d6463efbc13222acc74cc848f3d1de6891e28d9a9389ecab"
+    # re-pinned when the demo data dropped the labelers' missing-full-stop habit, and again when
+    # responses got their leading space (lead_response); prompts alone are unchanged by the latter
+    assert h.hexdigest() == "f094f56f64d23d77d308874b1db7f3dd37d88552499b110371e729d3468ddc7e"
 
 
 # -- over-long SFT examples ------------------------------------------------------------------------

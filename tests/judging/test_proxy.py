@@ -62,7 +62,9 @@ def test_rm_score_uses_the_reward_models_own_tokenizer(tokenizer, tmp_path):
     got = proxy.score_texts(tmp_path / "rm", PROMPTS, responses)
     loaded = RewardModel.from_pretrained(tmp_path / "rm").eval()
     for p, r, g in zip(PROMPTS, responses, got):
-        ids = encode_prompt(rm_tok, p) + rm_tok(r, add_special_tokens=False)["input_ids"] + [rm_tok.eos_token_id]
+        # the plain format: the response with its lead space, as the RM's own tokenizer spells it
+        ids = encode_prompt(rm_tok, p) + rm_tok(" " + r if r else r, add_special_tokens=False)["input_ids"] + [
+            rm_tok.eos_token_id]
         with torch.no_grad():
             want = float(loaded(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long)))
         assert g == pytest.approx(want, abs=1e-5)

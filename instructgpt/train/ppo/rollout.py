@@ -23,6 +23,7 @@ from instructgpt.lora import adapter_disabled
 from instructgpt.losses import gae, kl_k1, kl_k3, masked_whiten, per_token_rewards
 from instructgpt.models import RewardModel, position_ids_from_mask
 from instructgpt.scoring import score_pairs
+from instructgpt.text import strip_lead
 from instructgpt.train.common import DistContext, device_of
 from instructgpt.train.ppo.config import PPOConfig
 
@@ -88,7 +89,8 @@ class Rollout:
 
     def texts(self, tokenizer: PreTrainedTokenizerBase) -> list[str]:
         """Decoded responses up to their first EOS, special tokens dropped."""
-        return [tokenizer.decode(r[m], skip_special_tokens=True) for r, m in zip(self.response, self.mask)]
+        return [strip_lead(tokenizer, tokenizer.decode(r[m], skip_special_tokens=True))
+                for r, m in zip(self.response, self.mask)]
 
 
 @torch.no_grad()
