@@ -218,7 +218,7 @@ def _read_metrics(stage: str) -> dict[str, Any]:
     for name in ("metrics.json", "report.json"):
         p = Path("outputs") / stage / name
         if p.exists():
-            return _flatten(json.loads(p.read_text()))
+            return flatten(json.loads(p.read_text()))
     return {}
 
 
@@ -231,11 +231,12 @@ def _read_gate(stage: str) -> dict[str, Any] | None:
     return {"success": all(d.get("success") for d in data), "checks": [c for d in data for c in d.get("checks", [])]}
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested metrics as one level, keys joined by "/" (``{"valid": {"accuracy": x}}`` -> ``valid/accuracy``)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
+            out.update(flatten(v, f"{prefix}{k}/"))
         else:
             out[f"{prefix}{k}"] = v
     return out

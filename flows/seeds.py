@@ -18,11 +18,12 @@ import math
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from flows.profiles import DEMO, profile_workspace
+from flows.pipeline import flatten
+from flows.profiles import DEMO
 
 PROFILES = (DEMO, "seed1", "seed2")
 
@@ -63,16 +64,6 @@ FIGURES: list[tuple[str, str, Getter, str]] = [
 ]
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def read_figures(workspace: Path) -> dict[str, float]:
     """The figures above from one workspace's outputs (absent ones left out)."""
     out: dict[str, float] = {}
@@ -80,7 +71,7 @@ def read_figures(workspace: Path) -> dict[str, float]:
     for name, stage, key, _ in FIGURES:
         if stage not in cache:
             path = workspace / "outputs" / stage / "metrics.json"
-            cache[stage] = _flatten(json.loads(path.read_text())) if path.exists() else {}
+            cache[stage] = flatten(json.loads(path.read_text())) if path.exists() else {}
         try:
             value = key(cache[stage]) if callable(key) else cache[stage].get(key)
         except KeyError:
@@ -126,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             if code != 0:
                 print(f"seeds: profile {name} stopped with exit code {code}", file=sys.stderr)
                 return code
-        workspace = repo if name == DEMO else (repo / "profiles" / name if args.no_run else profile_workspace(name))
+        workspace = repo if name == DEMO else repo / "profiles" / name  # made by flows.pipeline --profile
         if not (workspace / "outputs" / "evaluate" / "metrics.json").exists():
             print(f"seeds: {workspace} has no evaluation yet (run without --no-run)", file=sys.stderr)
             return 2
