@@ -41,7 +41,7 @@ help:
 	@echo "               PROFILE=tiny: the tiny profile, in its own workspace profiles/tiny/"
 	@echo "make seeds   - the demo on three training seeds and the mean ± sd of its headline figures (~50 min)"
 	@echo "make test    - the test suite (without the long acceptance runs)"
-	@echo "make test-acceptance - own data/model/labelers end to end, and a real Label Studio round trip"
+	@echo "make test-acceptance - own data/model/labelers end to end, a real Label Studio round trip, dvc repro vs the flow"
 	@echo "make test-services - MLflow on PostgreSQL, DVC on S3 (moto), Prefect server + two workers (10-15 min)"
 	@echo "make ui      - MLflow UI on http://127.0.0.1:5000 over mlflow/"
 	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start'; DEPLOYMENT=name)"
@@ -102,18 +102,25 @@ run: venv data
 seeds: venv data
 	$(PY) -m flows.seeds
 
-# make test: everything but the two long acceptance runs (< 15 min on 2 cores); .ci/run runs both.
+# Test processes (pytest-xdist; one per core of the 2-core CI machine). Each test module stays in
+# one process, so a module's tests keep their order and their shared workspace.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
+# make test: everything but the long acceptance runs and the services (~13 min on 2 cores);
+# .ci/run runs all three.
 test: venv-test
-	$(PY) -m pytest -q -m "not acceptance and not labelstudio and not services"
+	$(PY) -m pytest -q $(XDIST) -m "not acceptance and not labelstudio and not services"
 
 # the shared services, each a real server started by the tests (docs/SCALE.md, sections 4-6):
 # PostgreSQL + MLflow server, moto's S3 server, Prefect server + two workers; trains the tiny profile once
 test-services: venv-test
 	$(PY) -m pytest -q -m services
 
-# a team's own data end to end (~5 min) and the real Label Studio round trip (~1 min + its venv)
+# a team's own data end to end (~5 min), the real Label Studio round trip (~1 min + its venv), and
+# plain dvc repro against the Prefect flow on the tiny profile (~8 min)
 test-acceptance: venv-test
-	$(PY) -m pytest -q -m "acceptance or labelstudio"
+	$(PY) -m pytest -q $(XDIST) -m "acceptance or labelstudio"
 
 ui: venv
 	@cd ./$(WS) && $(CURDIR)/$(PY) -m flows.ui

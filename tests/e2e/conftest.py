@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "evaluate"]
 # Stage commands run `python` and `dvc` from the environment running the tests.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
@@ -46,6 +47,15 @@ def run(ws: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def run_flow(ws: Path, monkeypatch) -> list[dict]:
+    """The Prefect flow (flows.pipeline) in workspace ``ws``, in this process; its stage outcomes."""
+    from flows.pipeline import build_flow
+
+    monkeypatch.chdir(ws)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the workspace's own store
+    return build_flow()()
 
 
 def add_remote(ws: Path, name: str, url: str, default: bool = False, config: dict[str, str] | None = None,

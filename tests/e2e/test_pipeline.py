@@ -1,7 +1,8 @@
 """The whole pipeline on the tiny profile: real Prefect flow, real DVC, real MLflow store, real gates.
 
 The tests of this module share one workspace and run in order: the first runs everything,
-the next ones check skipping, partial re-runs, the MLflow store and a gate failure.
+the next ones check skipping, partial re-runs, the MLflow store and a gate failure. That plain
+`dvc repro` gives the same outputs as the flow is an acceptance test (test_flow_vs_repro.py).
 """
 
 from __future__ import annotations
@@ -12,18 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import cached_outs, run
+from tests.e2e.conftest import STAGES, cached_outs, run
+from tests.e2e.conftest import run_flow as _flow
 
 pytestmark = pytest.mark.e2e
-STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "evaluate"]
-
-
-def _flow(ws: Path, monkeypatch) -> list[dict]:
-    from flows.pipeline import build_flow
-
-    monkeypatch.chdir(ws)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the workspace's own store
-    return build_flow()()
 
 
 def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch, audit_dir):
@@ -309,24 +302,3 @@ def test_gate_failure_stops_stage_and_writes_nothing(workspace, monkeypatch):
     assert sorted(p.name for p in sft_out.iterdir()) == before
     assert (sft_out / "model/config.json").stat().st_mtime == model_mtime
     assert not list((workspace / "outputs").glob(".staging-sft-*"))
-
-
-def test_plain_dvc_repro_reproduces_the_flow(workspace, tmp_path_factory):
-    """`dvc repro` alone, in a fresh copy, gives the same outputs as the Prefect flow did."""
-    from tests.e2e.conftest import make_workspace
-
-    other = make_workspace(tmp_path_factory.mktemp("repro"))
-    # the flow workspace has had its ppo seed changed by an earlier test: use its params
-    (other / "params.yaml").write_text((workspace / "params.yaml").read_text())
-    run(other, "dvc", "repro")
-    assert cached_outs(other) == cached_outs(workspace)
-    # plain dvc repro logs too: one run per stage, without a parent
-    import mlflow
-    from mlflow import MlflowClient
-
-    mlflow.set_tracking_uri(f"sqlite:///{other / 'mlflow/mlflow.db'}")
-    client = MlflowClient()
-    exp = client.get_experiment_by_name("instructgpt")
-    runs = client.search_runs([exp.experiment_id])
-    assert sorted(r.data.tags["stage"] for r in runs) == sorted(STAGES)
-    assert not any("mlflow.parentRunId" in r.data.tags for r in runs)
