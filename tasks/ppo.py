@@ -5,10 +5,10 @@
 evaluation can show what the pretraining mix buys (alignment tax, paper section 4).
 Both read the `ppo` section of params.yaml.
 
-Every `sample_every` steps the policy also answers a few validation-split prompts of the PPO
-dataset (never trained on; its own seeded generator, so training is unchanged): the samples with
-their KL from SFT and RM score go to `outputs/<variant>/monitor.jsonl` and the step's means to the
-curve (`ppo/monitor/*`). The stage reads no judge: the evaluate stage scores these samples with
+Before its first step (the SFT policy: KL 0), every `sample_every` steps and at the last, the
+policy also answers a few validation-split prompts of the PPO dataset (never trained on; its own
+seeded generator, so training is unchanged): the samples with their KL from SFT and RM score go
+to `outputs/<variant>/monitor.jsonl` and the step's means to the curve (`ppo/monitor/*`). The stage reads no judge: the evaluate stage scores these samples with
 its monitoring judge and draws the reward over-optimisation curve.
 
 The value function starts from the RM (paper) when the RM tokenizes like the policy; an RM from
@@ -79,7 +79,7 @@ class Monitor:
     (KL from SFT, RM score, EOS rate) through ``stage.log`` (MLflow, curve.csv).
 
     With checkpoints, the rows are journaled next to them, so that a resumed run's
-    ``monitor.jsonl`` still starts at step 1 (rows after the checkpoint's step are sampled again)."""
+    ``monitor.jsonl`` still starts at step 0 (rows after the checkpoint's step are sampled again)."""
 
     def __init__(self, prompts: pd.DataFrame, stage: Stage, checkpoint_dir: str | None) -> None:
         self.stage = stage

@@ -89,10 +89,12 @@ def plot_overoptimisation(curve: pd.DataFrame, path: Path, monitor: str | None) 
     axes = axes[0]
     for name, df in curve.groupby("model", sort=False):
         df = df.sort_values("step")
-        smooth = df[["kl", "rm_score", "gold_utility"]].rolling(5, min_periods=1).mean()
-        axes[0].plot(smooth["kl"], smooth["rm_score"], marker=".", label=LABELS.get(name, name))
-        if has_gold:
-            axes[1].plot(smooth["kl"], smooth["gold_utility"], marker=".", label=LABELS.get(name, name))
+        # each monitor step as a point, and a centred rolling mean over 5 steps as the line (a
+        # trailing one would shift an early peak to the right)
+        smooth = df[["kl", "rm_score", "gold_utility"]].rolling(5, center=True, min_periods=1).mean()
+        for ax, column in [(axes[0], "rm_score")] + ([(axes[1], "gold_utility")] if has_gold else []):
+            [line] = ax.plot(smooth["kl"], smooth[column], label=LABELS.get(name, name))
+            ax.plot(df["kl"], df[column], ".", color=line.get_color(), alpha=0.35)
     axes[0].set_title("reward model score (proxy)", fontsize=9)
     if has_gold:
         axes[1].set_title(f"gold utility ({(monitor or '').split(':')[0]} monitoring judge)", fontsize=9)
@@ -170,8 +172,9 @@ def render_report(metrics: dict[str, float], win_rows: list[dict], per_family: p
               "prompts. Paper: PPO regresses on public NLP tasks and PPO-ptx recovers most of it.", "",
               "![alignment tax](plots/alignment_tax.png)", "",
               "## Reward over-optimisation", "",
-              "The PPO monitor's samples (validation-split prompts, every `ppo.sample_every` steps) against their "
-              "KL from SFT (rolling mean): RM score (proxy) and "
+              "The PPO monitor's samples (validation-split prompts, at step 0 = SFT and every `ppo.sample_every` "
+              "steps) against their KL from SFT, each step's mean as a point and a centred 5-step rolling "
+              "mean as the line: RM score (proxy) and "
               + (f"gold utility ({sources['monitor']})." if "monitor" in sources
                  else "no gold utility (this judge has no monitoring judgement)."),
               ""]

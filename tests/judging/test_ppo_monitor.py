@@ -36,7 +36,9 @@ def test_monitor_samples_held_out_prompts_and_leaves_training_unchanged():
     logged, sampled, weights = run(monitor=True)
     logged0, sampled0, weights0 = run(monitor=False)
     assert sampled0 == []
-    assert [s for s, _ in sampled] == [2, 4]  # every sample_every steps (and the last)
+    assert [s for s, _ in sampled] == [0, 2, 4]  # the SFT policy, every sample_every steps (and the last)
+    # step 0 is π^SFT itself: no KL from the reference yet
+    assert all(abs(r["kl"]) < 1e-4 for r in sampled[0][1])
     for _, rows in sampled:
         assert [r["prompt"] for r in rows] == HELD_OUT  # only the monitor's prompts, never training ones
         assert all(set(r) == {"prompt", "response", "kl", "rm_score", "ended_with_eos"} for r in rows)
@@ -56,7 +58,7 @@ def test_ppo_stage_writes_the_monitor_without_the_world(workspace):
     rows = [json.loads(line) for line in Path("outputs/ppo/monitor.jsonl").read_text().splitlines()]
     prompts = [json.loads(line) for line in Path("outputs/ingest/prompts.jsonl").read_text().splitlines()]
     valid = {p["prompt_id"] for p in prompts if p["dataset"] == "ppo" and p["split"] == "valid"}
-    assert {r["step"] for r in rows} == {1, 2} and len(rows) == 2 * 3  # ppo.monitor_prompts: 3 (conftest)
+    assert {r["step"] for r in rows} == {0, 1, 2} and len(rows) == 3 * 3  # ppo.monitor_prompts: 3 (conftest)
     assert {r["prompt_id"] for r in rows} <= valid
     assert all(set(r) == {"prompt_id", "step", "response", "kl", "rm_score", "ended_with_eos"} for r in rows)
     curve = Path("outputs/ppo/curve.csv").read_text().splitlines()[0].split(",")
@@ -71,7 +73,7 @@ def test_ppo_stage_writes_the_monitor_without_the_world(workspace):
 
 def test_a_resumed_ppo_stage_keeps_the_monitor_rows_of_before(workspace, monkeypatch):
     """Killed after its step-2 checkpoint, the stage resumes there; monitor.jsonl still starts at
-    step 1 and equals the uninterrupted run's."""
+    step 0 and equals the uninterrupted run's."""
     from tasks.common import EXIT_ERROR, main
     from tasks.ppo import Monitor, make_body
     from tests.judging.conftest import set_params
@@ -91,4 +93,4 @@ def test_a_resumed_ppo_stage_keeps_the_monitor_rows_of_before(workspace, monkeyp
     monkeypatch.setattr(Monitor, "samples", original)
     assert main("ppo", make_body("ppo"), section="ppo") == 0
     assert Path("outputs/ppo/monitor.jsonl").read_text() == reference
-    assert sorted({json.loads(line)["step"] for line in reference.splitlines()}) == [1, 2, 3]
+    assert sorted({json.loads(line)["step"] for line in reference.splitlines()}) == [0, 1, 2, 3]

@@ -55,8 +55,9 @@ def train_ppo(
     ``ref_policy`` then defaults to the policy itself with the adapter disabled and ``value_model``
     to the RM's own backbone with an adapter of its own (``instructgpt.train.ppo.models``).
 
-    Every ``cfg.sample_every`` steps (and at the last) the policy answers ``monitor_prompts``
-    (held-out prompts, never trained on) and ``sample_log(samples, step)`` receives them
+    Before the first step (step 0: π^SFT itself, where the over-optimisation curve starts), every
+    ``cfg.sample_every`` steps and at the last, the policy answers ``monitor_prompts`` (held-out
+    prompts, never trained on) and ``sample_log(samples, step)`` receives them
     (``monitor_samples``); the monitor draws from its own seeded generator, so training is the
     same with or without it.
 
@@ -120,6 +121,14 @@ def train_ppo(
             ptx.pos = int(state["ptx_pos"])
         ema = state["ema"]
     metrics: dict[str, float] = {}
+    monitoring = sample_log is not None and bool(monitor_prompts) and bool(cfg.sample_every)
+
+    def sample_monitor() -> None:
+        sample_log(monitor_samples(policy, ref_policy, reward_model, tokenizer, monitor_prompts, cfg, step,
+                                   reward_tokenizer, reward_max_len), step)
+
+    if monitoring and step == 0:  # a resumed run has its step-0 rows in the monitor's journal
+        sample_monitor()
     bar = progress(total=cfg.steps, initial=step, desc="ppo", unit="step",
                    disable=not (cfg.show_progress and ctx.is_main))
     while step < cfg.steps:
@@ -153,10 +162,8 @@ def train_ppo(
         metrics = {f"ppo/{k}": v for k, v in stats.items()}
         metrics.update(rollout_metrics(roll, scored, b_returns, mean_kl, kl_coef_used))
         log(metrics, step)
-        if (sample_log is not None and monitor_prompts and cfg.sample_every
-                and (step % cfg.sample_every == 0 or step == cfg.steps)):
-            sample_log(monitor_samples(policy, ref_policy, reward_model, tokenizer, monitor_prompts, cfg, step,
-                                       reward_tokenizer, reward_max_len), step)
+        if monitoring and (step % cfg.sample_every == 0 or step == cfg.steps):
+            sample_monitor()
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
             save_checkpoint(cfg.checkpoint_dir, {"policy": policy, "value": value_model}, {
                 "optimizer": optimizer.state_dict(), "kl_ctl": kl_ctl.state_dict(), "gen": gen.get_state(),
