@@ -41,8 +41,8 @@ help:
 	@echo "               PROFILE=tiny: the tiny profile, in its own workspace profiles/tiny/"
 	@echo "make seeds   - the demo on three training seeds and the mean ± sd of its headline figures (~50 min)"
 	@echo "make test    - the test suite (without the long acceptance runs)"
-	@echo "make test-acceptance - own data/model/labelers end to end, a real Label Studio round trip, dvc repro vs the flow"
-	@echo "make test-services - MLflow on PostgreSQL, DVC on S3 (moto), Prefect server + two workers (10-15 min)"
+	@echo "make test-acceptance - own data/logs/model/labelers end to end, a real Label Studio round trip, dvc repro vs the flow"
+	@echo "make test-services - MLflow on PostgreSQL, DVC on S3 (moto), Prefect server + workers, the deployment (10-15 min)"
 	@echo "make ui      - MLflow UI on http://127.0.0.1:5000 over mlflow/"
 	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start'; DEPLOYMENT=name)"
 	@echo "make worker  - start a worker on the local process pool"
@@ -103,22 +103,24 @@ seeds: venv data
 	$(PY) -m flows.seeds
 
 # Test processes (pytest-xdist; one per core of the 2-core CI machine). Each test module stays in
-# one process, so a module's tests keep their order and their shared workspace.
+# one process, so a module's tests keep their order and their shared workspace; the end-to-end
+# modules are queued first (tests/conftest.py).
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadfile
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# make test: everything but the long acceptance runs and the services (~13 min on 2 cores);
-# .ci/run runs all three.
-test: venv-test
+# make test: everything but the long acceptance runs and the services (under 15 min on 2 cores
+# with the venv); .ci/run runs all three. The demo data too: the demo tokenizer's ids on it are pinned.
+test: venv-test data
 	$(PY) -m pytest -q $(XDIST) -m "not acceptance and not labelstudio and not services"
 
 # the shared services, each a real server started by the tests (docs/SCALE.md, sections 4-6):
-# PostgreSQL + MLflow server, moto's S3 server, Prefect server + two workers; trains the tiny profile once
+# PostgreSQL + MLflow server, moto's S3 server, Prefect server + two workers; trains the tiny profile
+# once; and the scheduled deployment on its own Prefect server with a worker (tests/e2e/test_deployment.py)
 test-services: venv-test
 	$(PY) -m pytest -q -m services
 
-# a team's own data end to end (~5 min), the real Label Studio round trip (~1 min + its venv), and
-# plain dvc repro against the Prefect flow on the tiny profile (~8 min)
+# a team's own data end to end (~5 min) and its own log formats (Parquet, partitions: ~2 min), the real
+# Label Studio round trip (~1 min + its venv), plain dvc repro against the Prefect flow (~8 min)
 test-acceptance: venv-test
 	$(PY) -m pytest -q $(XDIST) -m "acceptance or labelstudio"
 

@@ -20,3 +20,10 @@ for key, value in {
     os.environ[key] = value
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def pytest_collection_modifyitems(items):
+    """End-to-end modules first (a stable sort: modules keep their order and stay whole): under
+    `make test`'s two processes (pytest-xdist, one module per process at a time) the longest
+    modules start at once instead of running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)

@@ -1,6 +1,7 @@
 """The scheduled deployment end to end: a real `prefect server start`, `make deploy` from a
 workspace, flow runs of the deployment picked up by a process worker whose PATH does not hold
 the virtual environment (`.venv/bin/prefect worker start`, as the README says to start it).
+A real server and worker: `make test-services`, with the other shared services.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from tests.e2e.conftest import make_workspace
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.services]
 VENV_BIN = Path(sys.executable).parent
 DEPLOYMENT = "instructgpt-pipeline/nightly"
 

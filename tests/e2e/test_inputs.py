@@ -1,5 +1,5 @@
 """Raw inputs come from params.yaml: a Parquet prompt log works at stage level, and DVC tracks
-whatever path `inputs.prompts` names."""
+whatever path `inputs.prompts` names (a team's own logs: `make test-acceptance`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 
 from tests.e2e.conftest import make_workspace, run
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.acceptance]
 
 
 def _set_prompts(ws, path: str) -> None:
