@@ -131,13 +131,16 @@ def test_ppo_step_scores_rollout_text_with_the_rm_tokenizer(team_models, log_pro
     assert not same_tokenizer(tok, rm_tok)
     seen = []
     out = train_ppo(policy, None, None, rm, tok, log_prompts[:4], [], _ppo_cfg(),
-                    sample_log=lambda samples, step: seen.extend(samples), reward_tokenizer=rm_tok)
+                    sample_log=lambda samples, step: seen.extend(samples), monitor_prompts=log_prompts[4:6],
+                    reward_tokenizer=rm_tok)
     assert out["ppo/reward_retokenised"] == 1.0
     assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())  # a real step
     # each score is the RM's score of (prompt, decoded response) in the RM's own format
+    # (the monitor's samples: step 0 and the last, two prompts each)
+    assert len(seen) == 4
     pairs = [(s["prompt"], s["response"]) for s in seen]
     want = score_pairs(rm, rm_tok, pairs, max_len=context_length(rm))
-    assert torch.allclose(torch.tensor([s["score"] for s in seen]), want, atol=1e-5)
+    assert torch.allclose(torch.tensor([s["rm_score"] for s in seen]), want, atol=1e-5)
 
 
 def test_same_tokenizer_reads_the_rollout_ids_as_before(team_models, log_prompts):

@@ -179,7 +179,7 @@ def test_lora_ppo_runs_and_returns_the_merged_policy(tiny_model, tokenizer, mode
     m = train_ppo(policy, None, None, rm, tokenizer, PROMPTS, [], _ppo_cfg(steps=3, sample_every=1, ema_decay=0.9),
                   lambda d, s: logged.append(d), sample_log=lambda s, step: samples.append(s),
                   monitor_prompts=PROMPTS[:4])
-    assert m["ppo/steps"] == 3 and len(samples) == 3
+    assert m["ppo/steps"] == 3 and len(samples) == 4  # step 0 (the SFT policy), then every step
     assert logged[0]["ppo/objective/kl"] == pytest.approx(0.0, abs=1e-5)  # first rollout: π == π^SFT
     assert logged[-1]["ppo/objective/kl"] > 1e-3
     assert not has_adapter(policy) and set(policy.state_dict()) == set(before)
