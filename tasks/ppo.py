@@ -8,8 +8,9 @@ Both read the `ppo` section of params.yaml.
 Before its first step (the SFT policy: KL 0), every `sample_every` steps and at the last, the
 policy also answers a few validation-split prompts of the PPO dataset (never trained on; its own
 seeded generator, so training is unchanged): the samples with their KL from SFT and RM score go
-to `outputs/<variant>/monitor.jsonl` and the step's means to the curve (`ppo/monitor/*`). The stage reads no judge: the evaluate stage scores these samples with
-its monitoring judge and draws the reward over-optimisation curve.
+to `outputs/<variant>/monitor.jsonl` and the step's means to the curve (`ppo/monitor/*`). The
+stage reads no judge: the evaluate stage scores these samples with its monitoring judge and draws
+the reward over-optimisation curve.
 
 The value function starts from the RM (paper) when the RM tokenizes like the policy; an RM from
 another base with its own tokenizer (`rm.model_path`) scores each rollout's text in its own

@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import STAGES, cached_outs, run
-from tests.e2e.conftest import run_flow as _flow
+from tests.e2e.conftest import STAGES, cached_outs, run, run_flow
 
 pytestmark = pytest.mark.e2e
 
 
 def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch, audit_dir):
     monkeypatch.setenv("INSTRUCTGPT_AUDIT_OPENS", str(audit_dir))  # what each stage reads: see below
-    outcomes = _flow(workspace, monkeypatch)
+    outcomes = run_flow(workspace, monkeypatch)
     assert [o["stage"] for o in outcomes] == STAGES
     assert all(o["ran"] for o in outcomes), outcomes
     for path in ["outputs/ingest/prompts.jsonl", "outputs/base/model/config.json", "outputs/sft/model",
@@ -180,7 +179,7 @@ def test_registry_champion_loads_and_generates(workspace, monkeypatch):
 
 def test_second_run_skips_everything(workspace, prefect_server, monkeypatch):
     t0 = time.time()
-    outcomes = _flow(workspace, monkeypatch)
+    outcomes = run_flow(workspace, monkeypatch)
     assert not any(o["ran"] for o in outcomes), outcomes
     assert time.time() - t0 < 60
 
@@ -204,7 +203,7 @@ def test_cached_run_adds_no_mlflow_parent_run(workspace, prefect_server, monkeyp
         return sorted(r.info.run_id for r in client.search_runs([exp_id], max_results=1000))
 
     before = table()
-    outcomes = _flow(workspace, monkeypatch)
+    outcomes = run_flow(workspace, monkeypatch)
     assert not any(o["ran"] for o in outcomes), outcomes
     assert table() == before
     [producer] = client.search_runs([exp_id], "tags.mlflow.runName = 'pipeline'")
@@ -244,7 +243,7 @@ def test_ppo_param_change_reruns_only_ppo_and_evaluate(workspace, prefect_server
     doc["ppo"]["seed"] = int(doc["ppo"]["seed"]) + 1
     with open(params, "w") as f:
         y.dump(doc, f)
-    outcomes = _flow(workspace, monkeypatch)
+    outcomes = run_flow(workspace, monkeypatch)
     assert [o["stage"] for o in outcomes if o["ran"]] == ["ppo", "ppo_noptx", "evaluate"]
     # the new policy is the candidate; the champion moved only if the rule says so
     decision = json.loads((workspace / "outputs/evaluate/registry.json").read_text())
