@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from instructgpt.config import ConfigError
+from instructgpt.device import full_precision, weights_changed
 
 ALL_LINEAR = "all-linear"
 
@@ -112,8 +113,13 @@ def add_adapter(model: nn.Module, cfg: LoRAConfig, seed: int = 0, where: str = "
 def merge_adapter(adapter: Adapter) -> nn.Module:
     """Write the adapter into the base weights (W ← W + (α/r)·B·A) and remove the LoRA layers:
     ``adapter.model`` is again a plain model of its class (what ``save_pretrained`` and every
-    later stage read), with its parameters' ``requires_grad`` as before ``add_adapter``."""
-    merged = adapter.peft.merge_and_unload(safe_merge=True)
+    later stage read), with its parameters' ``requires_grad`` as before ``add_adapter``.
+
+    The update is computed in fp32 even inside a bf16 scope: under autocast B·A would be a bf16
+    matmul (and read autocast's cached copy of B), rounding the learned update to 8 bits."""
+    with full_precision(next(adapter.model.parameters()).device.type):
+        merged = adapter.peft.merge_and_unload(safe_merge=True)
+    weights_changed()  # the base weights were rewritten in place
     return _restore(adapter, merged)
 
 

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from instructgpt.device import weights_changed
 from instructgpt.models import swap_in_dir
 
 LAST = "last"
@@ -78,4 +79,5 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike | None, modules: dict[str,
         return None
     for name, module in modules.items():
         load_model(module, str(final / f"{name}.safetensors"))
+    weights_changed()  # written in place: autocast must not feed a forward its copies of the old ones
     return torch.load(final / STATE_FILE, weights_only=True)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from instructgpt.config import ConfigError
+from instructgpt.device import weights_changed
 from instructgpt.train.common import DistContext, device_of
 
 R = TypeVar("R")
@@ -100,12 +101,14 @@ class Sharded:
         full = StateDictOptions(full_state_dict=True)
         set_model_state_dict(self.model, self.original.state_dict(), options=full)
         set_optimizer_state_dict(self.model, optimizer, optimizer_state, options=full)
+        weights_changed()
 
     def finish(self) -> nn.Module:
         """The original model, back home, holding the trained full weights (collective)."""
         state = self.full_state_dict()
         self.original.to(self.home)
         self.original.load_state_dict(state)
+        weights_changed()
         return self.original
 
 

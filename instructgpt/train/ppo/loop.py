@@ -11,6 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.config import ConfigError, to_dict
 from instructgpt.data import make_blocks
+from instructgpt.device import weights_changed
 from instructgpt.losses import AdaptiveKLController, FixedKLController, masked_mean, masked_var
 from instructgpt.models import RewardModel, same_tokenizer
 from instructgpt.progress import progress
@@ -172,6 +173,7 @@ def train_ppo(
     bar.close()
     if ema is not None:
         policy.load_state_dict(ema, strict=models.policy_adapter is None)
+        weights_changed()
     finish_models(models)  # LoRA: the policy's adapter merged into its weights
     metrics["ppo/steps"] = float(step)
     metrics["ppo/reward_retokenised"] = float(reward_tokenizer is not None)
