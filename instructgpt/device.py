@@ -14,7 +14,7 @@ every forward after the first the starting weights while the fp32 weights move: 
 that does not learn. ``scope()`` therefore drops those copies after every optimizer step (a
 global ``torch.optim`` post-step hook, held only while the scope is open), and code that writes
 weights in place outside an optimizer (loading a checkpoint or EMA weights, merging a LoRA
-adapter, copying the RM into the value model) calls ``weights_changed()``. Within a step the copies
+adapter) calls ``weights_changed()``. Within a step the copies
 are still shared: a rollout's decode steps, the K answers of a ranking and a minibatch's
 forward and backward cast each weight once (turning the cache off cost 3-12 % of GPU throughput).
 
