@@ -368,7 +368,10 @@ class RewardModel(nn.Module):
         hidden = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **cache
         ).last_hidden_state  # (B, T, d)
-        return self.gain * self.head(hidden).squeeze(-1) + self.bias  # (B, T)
+        # the scalar head in fp32 under bf16 autocast too (a d→1 projection costs nothing): a bf16
+        # reward would be rounded to 8 bits (0.008 at 1) before PPO adds its β·KL terms to it
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return self.gain * self.head(hidden.float()).squeeze(-1) + self.bias  # (B, T)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 position_ids: torch.Tensor | None = None) -> torch.Tensor:

@@ -18,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.config import ConfigError
 from instructgpt.data import collate_sft, epoch_permutation, length_grouped_permutation
+from instructgpt.device import weights_changed
 from instructgpt.lora import LoRAConfig, add_adapter, check_lora, has_adapter, merge_adapter
 from instructgpt.losses import lm_loss
 from instructgpt.models import set_dropout
@@ -153,6 +154,7 @@ def train_sft(
     best = stage.best
     if best is not None:
         model.load_state_dict(best["state"], strict=adapter is None)  # LoRA: the adapter's tensors alone
+        weights_changed()  # written in place: autocast's copies of the last step's weights are stale
     if adapter is not None:
         merge_adapter(adapter)  # a plain model again, W + (α/r)·B·A: what the later stages load
     set_dropout(model, original_dropout)

@@ -25,6 +25,25 @@ def make_pairs(n: int, seed: int) -> list[tuple[str, str]]:
     return out
 
 
+@pytest.fixture(params=["fp32", "bf16"])
+def precision(request):
+    """The bf16 tier: the test body runs inside this precision's ``Compute.scope()`` on the CPU, as a
+    stage body runs (bf16 autocast is the GPU default). A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("precision")``; a test that needs a precision's own
+    tolerance asks for the fixture by name."""
+    from instructgpt.device import Compute
+
+    with Compute(torch.device("cpu"), None if request.param == "fp32" else torch.bfloat16).scope():
+        yield request.param
+
+
+def tol(precision: str, fp32: float, bf16: float) -> float:
+    """A test's tolerance in ``precision``. bf16 keeps 8 significant bits: one rounding is up to
+    2^-9 ≈ 0.2 % of a value, and a quantity computed two ways (KV cache vs full forward, shared
+    prompt vs plain, adapter vs merged weights) differs by a few such roundings of its inputs."""
+    return fp32 if precision == "fp32" else bf16
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     texts = [f"{p}\n{r}" for p, r in make_pairs(200, 0)] + ["the cat sat on the mat and the dog ran."] * 20

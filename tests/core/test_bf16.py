@@ -228,9 +228,10 @@ def test_ppo_ratio_is_one_at_step_zero(precision, tiny_model, tokenizer):
 
 
 # Shared-prompt RM forward (prompt once, its K answers on its KV cache) vs one plain forward per
-# sequence. Measured (tiny GPT-2, CPU): fp32 2.4e-7, bf16 2.0e-3 (one bf16 ulp of these rewards).
-# Held to 1e-5 / 2e-2.
-SHARED_TOL = {"fp32": 1e-5, "bf16": 2e-2}
+# sequence. Measured (tiny GPT-2, CPU, rewards up to 1.6): fp32 2.4e-7; bf16 9.9e-4 with the scalar
+# head in fp32 (2.0e-3 when the head ran in bf16 too: its output was rounded to 8 bits). Held to
+# 1e-5 / 5e-3.
+SHARED_TOL = {"fp32": 1e-5, "bf16": 5e-3}
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)

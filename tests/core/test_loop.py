@@ -11,6 +11,9 @@ from instructgpt.train.pretrain import PretrainConfig
 from instructgpt.train.reward import RewardConfig
 from instructgpt.train.sft import SFTConfig
 
+# the bf16 tier: every test here also runs inside a bf16 autocast scope (conftest.precision)
+pytestmark = pytest.mark.usefixtures("precision")
+
 
 class Toy(Stage):
     """Fit w to the items' values: loss = mean (w − x)²; stat "close" = share of |w − x| < 1."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import random
 
+import pytest
 import torch
 from torch import nn
 
@@ -20,6 +21,9 @@ from instructgpt.models import RewardModel
 from instructgpt.train.ppo import KLConfig, PPOConfig, train_ppo
 
 from .conftest import WORDS, make_pairs
+
+# the bf16 tier: every test here also runs inside a bf16 autocast scope (conftest.precision)
+pytestmark = pytest.mark.usefixtures("precision")
 
 PROMPTS = [p for p, _ in make_pairs(16, 1)]
 

@@ -28,7 +28,11 @@ from instructgpt.train.ppo import (
 )
 from instructgpt.train.ppo.rollout import token_logprobs
 
+from .conftest import tol
 from .test_ppo_effects import PROMPTS, PrefersTokens
+
+# the bf16 tier: every test here also runs inside a bf16 autocast scope (conftest.precision)
+pytestmark = pytest.mark.usefixtures("precision")
 
 
 class CountsTimes(nn.Module):
@@ -114,9 +118,9 @@ def test_a_larger_value_learning_rate_fits_the_returns_better(tiny_model, tokeni
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_rollout_logprobs_and_entropy_equal_a_full_forward(tiny_model, tokenizer, temperature):
+def test_rollout_logprobs_and_entropy_equal_a_full_forward(tiny_model, tokenizer, temperature, precision):
     """The sampling pass's log-probabilities and entropies, which replace a second forward pass of
-    the policy, match that forward pass to 1e-5."""
+    the policy, match that forward pass to 1e-5 (bf16: 5e-3; measured up to 1.5e-3)."""
     cfg = PPOConfig(batch_size=8, mini_batch_size=8, max_new_tokens=8, temperature=temperature)
     roll = rollout(tiny_model, tokenizer, PROMPTS[:8], cfg, torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -125,8 +129,8 @@ def test_rollout_logprobs_and_entropy_equal_a_full_forward(tiny_model, tokenizer
         logprobs = token_logprobs(tiny_model, roll, temperature)  # (B, T_r)
     logp = torch.log_softmax(logits, -1)
     entropy = -(logp.exp() * logp).sum(-1)  # (B, T_r)
-    assert (logprobs - roll.logprobs)[roll.mask].abs().max() < 1e-5
-    assert (entropy - roll.entropy)[roll.mask].abs().max() < 1e-5
+    assert (logprobs - roll.logprobs)[roll.mask].abs().max() < tol(precision, 1e-5, 5e-3)
+    assert (entropy - roll.entropy)[roll.mask].abs().max() < tol(precision, 1e-5, 5e-3)
 
 
 def test_the_step_functions_compose_to_train_ppo(tiny_model, tokenizer, model_dir):

@@ -17,7 +17,11 @@ from instructgpt.prefix_sharing import (
     supports_shared_prefix,
 )
 
+from .conftest import tol
 from .test_archs import make_dir
+
+# the bf16 tier: every test here also runs inside a bf16 autocast scope (conftest.precision)
+pytestmark = pytest.mark.usefixtures("precision")
 
 # prompts of different lengths (so they are left-padded differently), responses of different
 # lengths (right-padded), two prompts with several responses
@@ -63,18 +67,19 @@ def test_collate_groups_responses_by_prompt(tokenizer):
         assert joined.tolist() == full.input_ids[n][full.attention_mask[n].bool()].tolist()
 
 
-def test_rewards_match_the_plain_forward(arch_rm, tokenizer):
+def test_rewards_match_the_plain_forward(arch_rm, tokenizer, precision):
     arch, path = arch_rm
     rm = with_nonzero_buffers(RewardModel.from_causal_lm(path, seed=3)).eval()
     with torch.no_grad():
         shared = prefix_rewards(rm, collate_prefix(tokenizer, PAIRS, 64))
         ref = plain(rm, tokenizer, PAIRS, 64)
     assert supports_shared_prefix(rm)
-    assert torch.allclose(shared, ref, atol=1e-5, rtol=0), (arch, (shared - ref).abs().max())
+    # bf16: measured up to 1.0e-3 on rewards of ~2 (the head runs in fp32; the backbone's rounding)
+    assert torch.allclose(shared, ref, atol=tol(precision, 1e-5, 5e-3), rtol=0), (arch, (shared - ref).abs().max())
     assert ref.std() > 1e-3  # the rewards differ from pair to pair: the comparison means something
 
 
-def test_truncated_pairs_keep_their_own_prompt(arch_rm, tokenizer):
+def test_truncated_pairs_keep_their_own_prompt(arch_rm, tokenizer, precision):
     """max_len cuts long pairs: a cut prompt is another prompt, and rewards still match."""
     arch, path = arch_rm
     rm = RewardModel.from_causal_lm(path, seed=3).eval()
@@ -83,11 +88,12 @@ def test_truncated_pairs_keep_their_own_prompt(arch_rm, tokenizer):
     b = collate_prefix(tokenizer, pairs, 16)
     assert b.prompt_ids.shape[0] == 2  # the long response cut the prompt of the second pair
     with torch.no_grad():
-        assert torch.allclose(prefix_rewards(rm, b), plain(rm, tokenizer, pairs, 16), atol=1e-5, rtol=0)
+        assert torch.allclose(prefix_rewards(rm, b), plain(rm, tokenizer, pairs, 16), atol=tol(precision, 1e-5, 5e-3),
+                              rtol=0)
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
-def test_gradients_match_the_plain_forward(arch, tokenizer, tmp_path):
+def test_gradients_match_the_plain_forward(arch, tokenizer, tmp_path, precision):
     """Training through the cache: the prompt's gradient is the sum over its responses."""
     make_dir(arch, tokenizer, tmp_path / "m")
     grads = []
@@ -100,7 +106,8 @@ def test_gradients_match_the_plain_forward(arch, tokenizer, tmp_path):
     shared, ref = grads
     assert shared.keys() == ref.keys() and all(g is not None for g in ref.values())
     for name in ref:
-        assert torch.allclose(shared[name], ref[name], atol=1e-5, rtol=1e-4), name
+        assert torch.allclose(shared[name], ref[name], atol=tol(precision, 1e-5, 2e-2),
+                              rtol=tol(precision, 1e-4, 5e-2)), (name, (shared[name] - ref[name]).abs().max())
 
 
 def test_other_architectures_take_the_plain_forward(tokenizer):

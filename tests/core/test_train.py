@@ -15,7 +15,10 @@ from instructgpt.train.ppo import KLConfig, PPOConfig, train_ppo
 from instructgpt.train.reward import Comparison, RewardConfig, score_pairs, train_reward_model
 from instructgpt.train.sft import SFTConfig, sft_loss, train_sft
 
-from .conftest import WORDS, make_pairs
+from .conftest import WORDS, make_pairs, tol
+
+# the bf16 tier: every test here also runs inside a bf16 autocast scope (conftest.precision)
+pytestmark = pytest.mark.usefixtures("precision")
 
 
 def make_comparisons(n: int, seed: int) -> list[Comparison]:
@@ -98,7 +101,7 @@ def test_training_diverged_names_step_and_quantity(tiny_model, tokenizer):
 
 
 @pytest.mark.parametrize("ptx_coef", [0.0, 1.0])
-def test_ppo_step_changes_weights(tiny_model, tokenizer, model_dir, ptx_coef):
+def test_ppo_step_changes_weights(tiny_model, tokenizer, model_dir, ptx_coef, precision):
     rm = RewardModel.from_causal_lm(model_dir, seed=1)
     value = copy.deepcopy(rm)
     ref = copy.deepcopy(tiny_model)
@@ -122,7 +125,8 @@ def test_ppo_step_changes_weights(tiny_model, tokenizer, model_dir, ptx_coef):
                 "ppo/val/var_explained", "ppo/eos_rate", "ppo/lengths/mean"):
         assert key in m, key
     assert ("ppo/ptx/loss" in m) == (ptx_coef > 0)
-    assert logged[0][1]["ppo/objective/kl"] == pytest.approx(0.0, abs=1e-5)  # first rollout: π == π_ref
+    # first rollout: π == π_ref (bf16: the sampling pass and π_ref's full forward round differently, 3.7e-4)
+    assert logged[0][1]["ppo/objective/kl"] == pytest.approx(0.0, abs=tol(precision, 1e-5, 2e-3))
     assert m["ppo/objective/kl_coef_final"] != 0.02  # adaptive controller moved
 
 
