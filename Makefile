@@ -34,7 +34,7 @@ LABEL_STUDIO_API_KEY ?= instructgpt-local-token
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
 export LABEL_STUDIO_PORT LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_API_KEY LABEL_STUDIO_URL
 
-.PHONY: run seeds test ui data venv venv-test constraints deploy worker bench bench-peers world demo-base clean help test-acceptance test-services labelstudio labelstudio-venv labels-push labels-pull
+.PHONY: run seeds test ui data venv venv-test constraints deploy worker bench bench-peers gpu-check world demo-base clean help test-acceptance test-services labelstudio labelstudio-venv labels-push labels-pull
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
@@ -48,6 +48,7 @@ help:
 	@echo "make worker  - start a worker on the local process pool"
 	@echo "make bench   - the benchmarks under bench/"
 	@echo "make bench-peers - PPO and the RM against TRL on the same shapes (installs the peers in .peers/)"
+	@echo "make gpu-check - bf16 smoke checks (training learns as in fp32) and throughput on this machine's GPU (CPU: tiny)"
 	@echo "make labelstudio - Label Studio on http://127.0.0.1:8080 (own venv .labelstudio/venv) for human labelers"
 	@echo "make labels-push - tasks waiting in labels/outbox/ into Label Studio projects"
 	@echo "make labels-pull - Label Studio's answers into labels/rankings/ and labels/judgements/"
@@ -138,6 +139,11 @@ worker: venv
 
 bench: venv
 	for b in $(filter-out bench/ppo_vs_trl.py,$(wildcard bench/*.py)); do $(PY) $$b || exit 1; done
+
+# bf16 correctness and throughput on a GPU (bench/gpu.py; tiny shapes on a CPU); exit 1 when a smoke
+# check fails. A GPU machine without the venv: python bench/gpu.py, with torch, transformers and peft.
+gpu-check: venv
+	$(PY) bench/gpu.py
 
 # side by side with the peers, each in its own venv under .peers/ (created on first use):
 # PPO against TRL 0.29.1's PPOTrainer, the RM against TRL 1.16.0's RewardTrainer
