@@ -81,9 +81,15 @@ def test_auto_prefers_cuda_with_bf16_then_mps(monkeypatch):
 
 
 def _record_dtypes(module: torch.nn.Module, seen: set) -> None:
-    """Record the dtype of every output of ``module``'s final projection (LM head or RM head)."""
-    head = module.head if isinstance(module, RewardModel) else module.get_output_embeddings()
-    head.register_forward_hook(lambda m, args, out: seen.add(out.dtype))
+    """Record the dtype of every output of ``module``'s LM head, or of an RM's backbone's last projection (its
+    scalar head runs in fp32 on purpose: rewards are not rounded to bf16)."""
+    if isinstance(module, RewardModel):  # the backbone's last projection (its final norm is fp32 under autocast)
+        from transformers.pytorch_utils import Conv1D
+
+        last = [m for m in module.backbone.modules() if isinstance(m, (torch.nn.Linear, Conv1D))][-1]
+        last.register_forward_hook(lambda m, args, out: seen.add(out.dtype))
+    else:
+        module.get_output_embeddings().register_forward_hook(lambda m, args, out: seen.add(out.dtype))
 
 
 @pytest.mark.parametrize("precision, expected", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
