@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from instructgpt.models import RewardModel, load_causal_lm
+from instructgpt.models import RewardModel, load_causal_lm, load_tokenizer
 from instructgpt.train.common import DistContext, distributed
 from instructgpt.train.ppo import PPOConfig, train_ppo
 from instructgpt.train.reward import RewardConfig, comparison_samples, normalize_rewards, train_reward_model
@@ -55,7 +55,7 @@ def rm_normalisation(model_dir, state: dict[str, torch.Tensor]) -> dict[str, flo
     samples and demonstrations ``run_all`` trains the RM on."""
     rm = RewardModel.from_causal_lm(model_dir)
     rm.load_state_dict(state)
-    tokenizer = load_causal_lm(model_dir)[1]
+    tokenizer = load_tokenizer(model_dir)
     metrics = normalize_rewards(rm, tokenizer, comparison_samples(make_comparisons(9, 3)), make_pairs(6, 2), rm_cfg())
     return {k: metrics[k] for k in NORMALISATION}
 
@@ -156,7 +156,7 @@ def test_trained_alike_fails_on_a_real_difference(model_dir):
     (what normalising on one rank's half of the demonstrations would give, or more), a gain off by 1e-3."""
     import pytest
 
-    model, tokenizer = load_causal_lm(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     rm = RewardModel.from_causal_lm(model_dir)
     train_reward_model(rm, tokenizer, make_comparisons(9, 3), make_comparisons(3, 4), make_pairs(6, 2), rm_cfg())
     single = {k: v.clone() for k, v in rm.state_dict().items()}
