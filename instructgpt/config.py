@@ -9,10 +9,14 @@ Cross-field rules live in each config's ``__post_init__`` and raise ``ConfigErro
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
 
 T = TypeVar("T")
 
@@ -28,6 +32,27 @@ class InputError(ConfigError):
     the stage exits with code 2 (not retried: re-running cannot fix the file)."""
 
     kind = "bad input"
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as YAML 1.2 does, as DVC and ruamel.yaml do: PyYAML
+    (YAML 1.1) takes ``5e-05`` and ``1e3`` for strings because their mantissa has no dot, and
+    ruamel writes small floats that way, so a profile's ``lr: 0.00005`` came back as a string."""
+
+
+ParamsLoader.yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:float"]
+                                        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file with YAML 1.2 numbers (``ParamsLoader``)."""
+    with open(path) as f:
+        return yaml.load(f, Loader=ParamsLoader)
 
 
 def _is_dataclass_type(tp: Any) -> bool:

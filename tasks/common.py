@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from instructgpt.config import ConfigError, flatten, from_dict, to_dict
+from instructgpt.config import ConfigError, ParamsLoader, flatten, from_dict, read_yaml, to_dict
 from instructgpt.device import Compute, ComputeConfig, resolve
 from tasks import lineage, tracking
 from tasks.gates import GateFailed, GateResult, Table, run_gate
@@ -52,8 +52,7 @@ EXIT_ERROR, EXIT_CONFIG, EXIT_GATE, EXIT_DIVERGED, EXIT_AWAITING = 1, 2, 3, 4, 5
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     """The whole params.yaml as a dict."""
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
+    return read_yaml(path) or {}
 
 
 _VAR = re.compile(r"\$\{\s*([\w.-]+)\s*\}")
@@ -81,7 +80,7 @@ def _interpolate(node: Any, params: dict[str, Any]) -> Any:
 def dvc_stages(dvc_file: str | Path = "dvc.yaml", params_file: str | Path = "params.yaml") -> dict[str, Any]:
     """dvc.yaml's stages with ``${...}`` resolved from params.yaml."""
     with open(dvc_file) as f:
-        stages = yaml.safe_load(f)["stages"]
+        stages = yaml.load(f, Loader=ParamsLoader)["stages"]
     return _interpolate(stages, load_params(params_file))
 
 

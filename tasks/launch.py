@@ -24,7 +24,7 @@ import sys
 
 import yaml
 
-from instructgpt.config import ConfigError, from_dict
+from instructgpt.config import ConfigError, from_dict, read_yaml
 from instructgpt.device import ComputeConfig
 
 EXIT_CONFIG = 2
@@ -40,8 +40,7 @@ def command(module: str, args: list[str], cfg: ComputeConfig) -> list[str] | Non
 
 def compute_config(module: str, params_file: str = "params.yaml") -> ComputeConfig:
     """params.yaml ``compute`` with the stage's overrides (``compute.stages.<module>``)."""
-    with open(params_file) as f:
-        params = yaml.safe_load(f) or {}
+    params = read_yaml(params_file) or {}
     return from_dict(ComputeConfig, params.get("compute") or {}, "compute").for_stage(module)
 
 

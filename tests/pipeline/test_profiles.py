@@ -59,3 +59,27 @@ def test_profile_runs_in_its_own_workspace_and_leaves_git_clean(tmp_path):
     assert "no_scm = true" in (ws / ".dvc" / "config.local").read_text()
     with pytest.raises(SystemExit, match="unknown profile 'huge'"):
         profile_workspace("huge", repo)
+
+
+@pytest.mark.parametrize("written", ["0.00005", "5e-5", "5e-05", "5.0e-5", "5E-05"])
+def test_small_learning_rates_are_numbers_through_a_profile_and_params_yaml(tmp_path, written):
+    """PyYAML (YAML 1.1) reads ``5e-05`` as a string and ruamel.yaml writes 0.00005 that way: a
+    profile could not set a learning rate below 1e-4, nor a user type ``lr: 5e-5``."""
+    from instructgpt.config import from_dict
+    from instructgpt.train.ppo import PPOConfig
+    from tasks.common import load_params
+    from tasks.launch import compute_config
+
+    (tmp_path / "profiles").mkdir()
+    params = tmp_path / "params.yaml"
+    params.write_text("compute:\n  device: cpu\nppo:\n  lr: 0.00002\n  kl:\n    kl_coef: 0.02\n")
+    (tmp_path / "profiles" / "probe.yaml").write_text(f"ppo:\n  lr: {written}\n  kl:\n    kl_coef: 1e-3\n")
+    apply_profile("probe", params, tmp_path / "profiles")
+    ppo = from_dict(PPOConfig, load_params(params)["ppo"], "ppo")
+    assert ppo.lr == 5e-5 and ppo.kl.kl_coef == 1e-3
+    assert compute_config("ppo", str(params)).device == "cpu"
+
+    params.write_text(f"ppo:\n  lr: {written}\n  vf_lr: 1e3\n")  # typed by hand
+    ppo = from_dict(PPOConfig, load_params(params)["ppo"], "ppo")
+    assert (ppo.lr, ppo.vf_lr) == (5e-5, 1000.0)
+    assert load_params(params)["ppo"]["lr"] == 5e-5
