@@ -24,6 +24,7 @@ from torch import nn
 
 from instructgpt.config import ConfigError, to_dict
 from instructgpt.data import epoch_permutation
+from instructgpt.lora import has_adapter
 from instructgpt.progress import progress
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from instructgpt.train.common import (
@@ -312,6 +313,29 @@ def _train(cfg: TrainConfig, stage: Stage, log: LogFn, ctx: DistContext, forward
                         "step": step, "ema": ema, "before": before, "stage": stage.state_dict()}, to_dict(cfg))
     bar.close()
     return LoopResult(step, ema, before)
+
+
+SELECTION_KEYS = {"valid_loss": ("valid/loss", -1.0), "valid_accuracy": ("valid/accuracy", 1.0)}
+"""selection name -> (the evaluated metric, +1 if higher is better, -1 if lower is); "last" keeps the last."""
+
+
+def keep_best(best: dict | None, metrics: dict[str, float], step: int, model: nn.Module, selection: str,
+              full_state: Callable[[], dict[str, torch.Tensor]]) -> dict:
+    """The evaluated checkpoint to keep after this evaluation: ``best`` or this step's
+    (``{"step", "metrics", "state"}``), by ``selection`` (a key of ``SELECTION_KEYS`` or "last";
+    a tie keeps the earlier). Without the metric (no validation data) the last one is kept. With
+    a LoRA adapter only the trainable tensors are copied: the frozen base weights cannot differ."""
+    key, sign = SELECTION_KEYS.get(selection, (None, 0.0))
+    if key is not None and key not in metrics:
+        key = None  # nothing to select on
+    better = best is None or key is None or sign * (metrics[key] - best["metrics"][key]) > 0
+    if not better:
+        return best
+    if has_adapter(model):
+        state = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
+    else:
+        state = full_state()  # a copy of the state dict (gathered from the shards under FSDP)
+    return {"step": step, "metrics": dict(metrics), "state": state}
 
 
 def _ema(old: float | None, new: float) -> float:

@@ -12,6 +12,7 @@ reward differences, so neither changes what the RM prefers).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
@@ -19,13 +20,18 @@ from typing import ClassVar, NamedTuple
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from instructgpt.config import ConfigError
+from instructgpt.device import weights_changed
 from instructgpt.lora import LoRAConfig, add_adapter, check_lora, merge_adapter
 from instructgpt.losses import ranking_loss
 from instructgpt.models import RewardModel, set_dropout
 from instructgpt.prefix_sharing import pair_rewards
 from instructgpt.scoring import score_pairs  # noqa: F401  (re-exported: scoring strings lives there)
 from instructgpt.train.common import LogFn, device_of, no_log
-from instructgpt.train.loop import Stage, Stat, TrainConfig, main_process_log, train_loop
+from instructgpt.train.loop import Stage, Stat, TrainConfig, keep_best, main_process_log, train_loop
+
+
+RM_SELECTIONS = ("valid_loss", "valid_accuracy", "last")
 
 
 class Comparison(NamedTuple):
@@ -58,6 +64,11 @@ class RewardConfig(TrainConfig):
     """After training (before the bias) set the gain so that the rewards of the policy's own
     samples, the responses of the training comparisons, have standard deviation 1
     (lm-human-preferences): the no-EOS penalty score and the KL coefficient β are in RM units."""
+    selection: str = "valid_loss"
+    """Which checkpoint the stage keeps: the RM is validated after every epoch (and at the end)
+    and keeps the one with the lowest validation loss ("valid_loss"), the highest pairwise
+    accuracy ("valid_accuracy", noisier on a few hundred prompts) or the last ("last"). An RM
+    that trains several epochs fits its labelers' noise; selection stops where that starts."""
     lora: LoRAConfig | None = None
     """Train a LoRA adapter on the backbone (plus the scalar head, trained in full) instead of every
     weight (``instructgpt.lora``; null = full fine-tuning). The saved RM is merged: a plain backbone."""
@@ -67,6 +78,8 @@ class RewardConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_lora(self.lora, "rm.lora")
+        if self.selection not in RM_SELECTIONS:
+            raise ConfigError(f"rm.selection={self.selection!r}: choose one of {RM_SELECTIONS}")
 
 
 def comparison_batch(
@@ -183,11 +196,13 @@ def comparison_samples(comparisons: Sequence[Comparison]) -> list[tuple[str, str
 
 class _Reward(Stage):
     """Items are the prompts with their K ranked responses; the loss is the K-way ranking loss,
-    a mean over the prompts that have a pair; ``accuracy`` is pairwise."""
+    a mean over the prompts that have a pair; ``accuracy`` is pairwise. Validated every epoch
+    (and at the end); the stage keeps the checkpoint ``cfg.selection`` picks."""
 
     name = "rm"
     desc = "reward"
     stats = ("accuracy",)
+    eval_at_end = True
     # prefix sharing runs each block twice (the prompt, then the responses continuing its KV
     # cache): FSDP's per-block backward hooks would miss the first call, so one unit
     fsdp_per_block = False
@@ -196,6 +211,19 @@ class _Reward(Stage):
                  valid: Sequence[Comparison], cfg: RewardConfig) -> None:
         super().__init__(rm, len(train), cfg.seed, checkpoint_name="rm")
         self.tokenizer, self.train, self.valid, self.cfg = tokenizer, train, valid, cfg
+        self.best: dict | None = None
+
+    def default_eval_every(self, steps_per_epoch: int) -> int:
+        return steps_per_epoch
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        self.best = keep_best(self.best, metrics, step, self.model, self.cfg.selection, self.full_state)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
 
     def loss(self, idx: list[int]) -> tuple[torch.Tensor, float, dict[str, Stat]]:
         chunk = [self.train[j] for j in idx]
@@ -219,8 +247,10 @@ def train_reward_model(
     cfg: RewardConfig,
     log: LogFn = no_log,
 ) -> dict[str, float]:
-    """Train ``rm`` in place, then normalise it (``normalize_rewards``); returns valid/accuracy
-    (pairwise), valid/loss, train/*, gain, bias, samples/std_reward, demo/mean_reward."""
+    """Train ``rm`` in place, keep the checkpoint ``cfg.selection`` picks among the epochs'
+    (``best/step``, ``best/epoch``), then normalise it (``normalize_rewards``); returns
+    valid/accuracy (pairwise) and valid/loss of that checkpoint, train/*, gain, bias,
+    samples/std_reward, demo/mean_reward."""
     train = [Comparison(*c) for c in train]
     valid = [Comparison(*c) for c in valid]
     if not train:
@@ -228,11 +258,19 @@ def train_reward_model(
     log = main_process_log(log)
     set_dropout(rm.backbone, cfg.dropout)
     adapter = add_adapter(rm.backbone, cfg.lora, cfg.seed, "rm.lora") if cfg.lora is not None else None
-    result = train_loop(cfg, _Reward(rm, tokenizer, train, valid, cfg), log)
+    stage = _Reward(rm, tokenizer, train, valid, cfg)
+    result = train_loop(cfg, stage, log)
+    best = stage.best
+    if best is not None and best["step"] != result.step:
+        rm.load_state_dict(best["state"], strict=adapter is None)  # LoRA: the adapter's tensors alone
+        weights_changed()  # written in place: autocast's copies of the last step's weights are stale
     if adapter is not None:  # merged before the evaluation and the normalisation: they measure what is saved
         merge_adapter(adapter)
     step = result.step
     metrics = result.train_metrics()
+    if best is not None:
+        metrics["best/step"] = float(best["step"])
+        metrics["best/epoch"] = best["step"] / math.ceil(len(train) / cfg.batch_size)
     if valid:
         metrics.update({f"valid/{k}": v for k, v in evaluate_rm(rm, tokenizer, valid, cfg.eval_batch_size,
                                                                 cfg.max_len).items()})

@@ -19,14 +19,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from instructgpt.config import ConfigError
 from instructgpt.data import collate_sft, epoch_permutation, length_grouped_permutation
 from instructgpt.device import weights_changed
-from instructgpt.lora import LoRAConfig, add_adapter, check_lora, has_adapter, merge_adapter
+from instructgpt.lora import LoRAConfig, add_adapter, check_lora, merge_adapter
 from instructgpt.losses import lm_loss
 from instructgpt.models import set_dropout
 from instructgpt.train.common import LogFn, device_of, no_log
-from instructgpt.train.loop import Stage, Stat, TrainConfig, main_process_log, train_loop
+from instructgpt.train.loop import Stage, Stat, TrainConfig, keep_best, main_process_log, train_loop
 
 # No "reward" selection (the paper's): the sft stage runs before the first reward model exists.
-SELECTIONS = ("valid_loss", "last")
+SELECTIONS = ("valid_loss", "last")  # (keep_best also knows valid_accuracy: the RM's)
 
 
 @dataclass
@@ -124,7 +124,7 @@ class _SFT(Stage):
                                        self.cfg.eval_batch_size)}
 
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
-        self.best = _keep_best(self.best, metrics, step, self.model, self.cfg.selection, self.full_state)
+        self.best = keep_best(self.best, metrics, step, self.model, self.cfg.selection, self.full_state)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
@@ -164,24 +164,6 @@ def train_sft(
         metrics.update({k: float(v) for k, v in best["metrics"].items()})
         metrics["best/step"] = float(best["step"])
     return metrics
-
-
-def _keep_best(best: dict | None, m: dict[str, float], step: int, model: PreTrainedModel, selection: str,
-               full_state: Callable[[], dict[str, torch.Tensor]]) -> dict:
-    if selection == "valid_loss" and "valid/loss" not in m:
-        selection = "last"  # no validation data: nothing to select on
-    better = (
-        best is None
-        or selection == "last"
-        or (selection == "valid_loss" and m["valid/loss"] < best["metrics"]["valid/loss"])
-    )
-    if not better:
-        return best
-    if has_adapter(model):  # the base weights are frozen: the adapter alone tells checkpoints apart
-        state = {k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad}
-    else:
-        state = full_state()  # a copy of the state dict (gathered from the shards under FSDP)
-    return {"step": step, "metrics": dict(m), "state": state}
 
 
 def _dropout_of(model: PreTrainedModel) -> float:

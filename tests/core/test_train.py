@@ -92,6 +92,31 @@ def test_reward_model_learns_and_demo_mean_is_zero(model_dir, tokenizer):
     assert torch.allclose(scores, raw_scores + m["bias"], atol=1e-5)
 
 
+@pytest.mark.parametrize("selection", ["valid_loss", "valid_accuracy"])
+def test_reward_model_keeps_the_epoch_selection_picks(model_dir, tokenizer, selection):
+    # 6 training prompts whose rankings are half reversed (label noise), a constant high learning
+    # rate, 10 epochs: the RM fits the noise, so the last epoch is not the best on clean valid data.
+    train = make_comparisons(6, 3)
+    train = [c if i % 2 else Comparison(c.prompt, c.responses, c.ranking[::-1]) for i, c in enumerate(train)]
+    valid = make_comparisons(16, 4)
+    cfg = RewardConfig(epochs=10, lr=1e-2, batch_size=3, max_len=64, warmup=1, min_lr_ratio=1.0, selection=selection,
+                       normalize_scale=False, normalize_bias=False, show_progress=False)
+    rm = RewardModel.from_causal_lm(model_dir, seed=0)
+    logged = []
+    m = train_reward_model(rm, tokenizer, train, valid, [], cfg, lambda d, s: logged.append((s, d)))
+    curve = {s: (d["valid/loss"], d["valid/accuracy"]) for s, d in logged if "valid/loss" in d and s < m["steps"]}
+    curve[m["steps"]] = next(v for s, d in logged if "valid/loss" in d and s == m["steps"]
+                             for v in [(d["valid/loss"], d["valid/accuracy"])])
+    assert sorted(curve) == [2 * e for e in range(1, 11)]  # validated after every epoch
+    key = (lambda s: curve[s][0]) if selection == "valid_loss" else (lambda s: -curve[s][1])
+    best_step = min(sorted(curve), key=key)  # the earliest of equals
+    assert best_step != 20  # the case this test is about
+    assert m["best/step"] == best_step and m["best/epoch"] == best_step / 2
+    # the returned RM holds that epoch's weights: its metrics are measured again on them
+    assert m["valid/loss"] == pytest.approx(curve[best_step][0], rel=1e-4, abs=1e-5)
+    assert m["valid/accuracy"] == pytest.approx(curve[best_step][1])
+
+
 def test_training_diverged_names_step_and_quantity(tiny_model, tokenizer):
     with torch.no_grad():
         tiny_model.transformer.wte.weight[:] = float("nan")
