@@ -83,6 +83,8 @@ def label(cfg: Any, rm_prompts: pd.DataFrame, index: PromptIndex, rankings: str 
         "rejected/total": 0,
         **collection.metrics,
     }
+    if hasattr(labelers, "ceiling"):  # where a ground truth exists (the simulated world)
+        metrics.update(labelers.ceiling(rows))
     return LabelResult(rows, collection, metrics)
 
 

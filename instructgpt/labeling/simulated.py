@@ -5,8 +5,13 @@ is ranked by one training labeler (picked from the prompt id and seed). On the o
 (``label.overlap``) a second, different training labeler and a held-out labeler rank the same
 responses too: the training labelers' agreement (``agreement/train_vs_train``, also
 ``agreement/overall`` and ``agreement/labeler/<id>``) and the held-out labelers' agreement with
-the first ranking (``agreement/heldout_vs_train``, the ceiling a reward model can reach; paper:
-72.6 ± 1.5 %). Only the first ranking is training data: the others measure agreement.
+the first ranking (``agreement/heldout_vs_train``; paper: 72.6 ± 1.5 %). Both training labelers'
+rankings are training data, as a human team's two rankings of an overlap task are; the held-out
+labeler's only measures agreement.
+
+Where the world is, the noise-free ceiling is measured too (``ceiling_metrics``): how often the
+pool's noise-free utility orders a ranked pair as the labeler did. No reward model can agree with
+noisy labels more often than the noise-free truth does; two noisy labelers agree less often.
 """
 
 from __future__ import annotations
@@ -57,7 +62,9 @@ class SimulatedLabelers:
             second = second_labeler.rank(s.prompt_id, s.prompt, s.responses,
                                          seed=self.seed + s.position + SECOND_LABELER_SEED)
             held = self.heldout_pool.rank(s.prompt_id, s.prompt, s.responses, seed=self.seed + s.position)
-            overlap_rankings += [record, {**record, "ranking": list(second.order), "labeler_id": second.labeler_id}]
+            second_record = {**record, "ranking": list(second.order), "labeler_id": second.labeler_id}
+            out.rankings.append(second_record)
+            overlap_rankings += [record, second_record]
             train_vs_train.append(pairwise_agreement(first.order, second.order))
             heldout_vs_train.append(pairwise_agreement(first.order, held.order))
         out.answered = len(sets)
@@ -66,3 +73,26 @@ class SimulatedLabelers:
             out.metrics["agreement/train_vs_train"] = float(np.mean(train_vs_train))
             out.metrics["agreement/heldout_vs_train"] = float(np.mean(heldout_vs_train))
         return out
+
+    def ceiling(self, rows: Sequence[dict]) -> dict[str, float]:
+        """The noise-free ceiling of ``rows`` (``ceiling_metrics``) by the training pool's utility."""
+        return ceiling_metrics(self.train_pool.utility, rows)
+
+
+def ceiling_metrics(utility, rows: Sequence[dict], prefix: str = "ceiling") -> dict[str, float]:
+    """``<prefix>/noise_free_<split>``: the share of the ranked pairs of ``rows`` (comparisons.jsonl
+    rows) whose order the labelers' noise-free utility ``utility(prompt_id, response)`` agrees with,
+    per split and overall (ties count half). A reward model is measured on the same pairs against
+    the same labels, so this is the accuracy it would reach if it knew the truth exactly."""
+    by_split: dict[str, list[float]] = {}
+    for r in rows:
+        u = [utility(r["prompt_id"], resp) for resp in r["responses"]]
+        order = r["ranking"]
+        for i in range(len(order)):
+            for j in range(i + 1, len(order)):
+                a, b = u[order[i]], u[order[j]]
+                by_split.setdefault(r.get("split", "all"), []).append(1.0 if a > b else 0.5 if a == b else 0.0)
+    out = {f"{prefix}/noise_free_{split}": float(np.mean(v)) for split, v in by_split.items()}
+    if by_split:
+        out[f"{prefix}/noise_free"] = float(np.mean([x for v in by_split.values() for x in v]))
+    return out

@@ -80,7 +80,9 @@ def test_simulated_labelers_rank_exactly_as_before(tiny_dir, tiny_world, max_pro
     result = label(cfg, prompts, index, tiny_dir, sampler=echo_sampler)
     expected, dropped = old_simulated_rankings(cfg, prompts, tiny_world)
     assert dropped > 0 and len(expected) > 5  # the case covers prompts that fall short of k_min
-    assert json.dumps(result.comparisons) == json.dumps(expected)
+    seen: set[str] = set()
+    firsts = [r for r in result.comparisons if not (r["prompt_id"] in seen or seen.add(r["prompt_id"]))]
+    assert json.dumps(firsts) == json.dumps(expected)  # each prompt's first ranking, as before
     assert result.metrics["dropped_too_few_distinct"] == dropped
     assert result.rejected == [] and result.tasks == []
 
@@ -95,8 +97,50 @@ def test_simulated_overlap_measures_agreement_with_a_different_second_labeler(ti
     assert 0.0 < m["agreement/heldout_vs_train"] < 1.0
     per = {k: v for k, v in m.items() if k.startswith("agreement/labeler/")}
     assert len(per) >= 4 and all(k.split("/")[-1].startswith("t") for k in per)  # training labelers only
-    # the overlap rankings are measured, not trained on: one comparison per candidate set
-    assert m["comparisons"] == len({r["prompt_id"] for r in result.comparisons})
+    # both training labelers' rankings of an overlap set are training data (as in the human
+    # path); the held-out labeler's is not
+    by_prompt: dict[str, list[dict]] = {}
+    for r in result.comparisons:
+        by_prompt.setdefault(r["prompt_id"], []).append(r)
+    twice = [rs for rs in by_prompt.values() if len(rs) == 2]
+    assert len(twice) == m["overlap_sets"] and m["comparisons"] == len(by_prompt) + m["overlap_sets"]
+    assert all(a["labeler_id"] != b["labeler_id"] and a["responses"] == b["responses"] for a, b in twice)
+    assert all(r["labeler_id"].startswith("t") for r in result.comparisons)
+    assert max(len(rs) for rs in by_prompt.values()) == 2
+
+
+def test_noise_free_ceiling_counts_the_pairs_the_truth_orders_as_the_labels(tiny_dir, tiny_world):
+    from instructgpt.labeling.simulated import ceiling_metrics
+
+    prompts = world_prompts(tiny_dir, tiny_world, n=60)
+    ids = dict(zip(prompts["text"], prompts["prompt_id"]))
+
+    def world_sampler(texts):  # responses of mixed quality, as a weak policy samples them
+        runs = [(t, len(list(g))) for t, g in __import__("itertools").groupby(texts)]
+        return [r for t, n in runs for r in tiny_world.candidates(ids[t], n, seed=0)]
+
+    cfg = LabelConfig(k_min=4, k_max=6, max_prompts=None, overlap=0.5, seed=0)
+    result = label(cfg, prompts, PromptIndex.from_frames(prompts), tiny_dir, sampler=world_sampler)
+    m = result.metrics
+    assert len(result.comparisons) > 40
+    assert 0.5 < m["ceiling/noise_free"] < 1.0  # the labelers are noisy, and better than chance
+    assert set(m) >= {f"ceiling/noise_free_{s}" for s in {r["split"] for r in result.comparisons}}
+    utility = tiny_world.training_labelers().utility
+    truth = [{**r, "ranking": sorted(range(len(r["responses"])), key=lambda i: -utility(r["prompt_id"],
+                                                                                      r["responses"][i]))}
+             for r in result.comparisons]
+    pairs = [(utility(r["prompt_id"], r["responses"][i]), utility(r["prompt_id"], r["responses"][j]))
+             for r in truth for i in range(len(r["responses"])) for j in range(i)]
+    ties = sum(a == b for a, b in pairs) / len(pairs)  # a tie counts half, either way
+    assert ceiling_metrics(utility, truth)["ceiling/noise_free"] == pytest.approx(1.0 - ties / 2)
+    flipped = [{**r, "ranking": r["ranking"][::-1]} for r in truth]
+    assert ceiling_metrics(utility, flipped)["ceiling/noise_free"] == pytest.approx(ties / 2)
+    one = [{"prompt_id": "p", "split": "valid", "responses": ["a", "b", "c"], "ranking": [2, 0, 1]}]
+    u = {"a": 1.0, "b": 0.0, "c": 2.0}
+    # pairs (c, a) right, (c, b) right, (a, b) right; then a tie counts half
+    assert ceiling_metrics(lambda pid, r: u[r], one) == {"ceiling/noise_free_valid": 1.0, "ceiling/noise_free": 1.0}
+    u["a"] = 0.0
+    assert ceiling_metrics(lambda pid, r: u[r], one)["ceiling/noise_free_valid"] == pytest.approx(2.5 / 3)
 
 
 # -- human ------------------------------------------------------------------------------------
