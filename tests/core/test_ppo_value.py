@@ -152,3 +152,28 @@ def test_the_step_functions_compose_to_train_ppo(tiny_model, tokenizer, model_di
     train_ppo(trained, copy.deepcopy(tiny_model), RewardModel.from_causal_lm(model_dir, seed=3), rm, tokenizer,
               PROMPTS, [], cfg)
     assert all(torch.equal(a, b) for a, b in zip(by_hand.state_dict().values(), trained.state_dict().values()))
+
+
+def test_a_value_model_copied_from_the_rm_learns_at_its_own_rate_not_the_rms_gain(tiny_model, tokenizer, model_dir,
+                                                                                  precision):
+    """The RM's normalising gain is a frozen buffer; a value model that kept it would see every
+    head gradient scaled by it. build_models folds it into the head: same values, gain 1."""
+    from instructgpt.train.ppo.models import build_models
+
+    rm = RewardModel.from_causal_lm(model_dir, seed=3)
+    with torch.no_grad():
+        rm.gain.fill_(0.36)
+        rm.bias.fill_(0.5)
+    kept = copy.deepcopy(rm)  # what a value model was before: the RM as it is
+    models = build_models(tiny_model, None, None, rm, None, PPOConfig(), torch.device("cpu"))
+    value = models.value_model
+    assert float(value.gain) == 1.0 and float(rm.gain) == pytest.approx(0.36)  # the RM keeps its own
+    batch = tokenizer(["the cat sat on the mat", "the dog ran"], return_tensors="pt", padding=True)
+    kept.requires_grad_(True)
+    out_kept = kept.per_token(batch["input_ids"], batch["attention_mask"])
+    out_value = value.per_token(batch["input_ids"], batch["attention_mask"])
+    assert torch.allclose(out_value, out_kept, atol=tol(precision, 1e-5, 1e-5))  # the same values (head in fp32)
+    out_kept.sum().backward()
+    out_value.sum().backward()
+    ratio = value.head.weight.grad / kept.head.weight.grad
+    assert torch.allclose(ratio, torch.full_like(ratio, 1 / 0.36), rtol=tol(precision, 1e-4, 2e-2))

@@ -60,6 +60,22 @@ def value_model_on(reward_model: RewardModel) -> RewardModel:
     return value.to(reward_model.gain.device)
 
 
+def fold_gain(value: nn.Module) -> None:
+    """Move a value model's gain into its head's weights (gain 1 after; the same outputs).
+
+    A value model copied from the RM inherits the RM's normalising gain, a frozen buffer: its
+    outputs are gain·head(h) + bias, so every gradient on the head is scaled by the gain (0.36 on
+    the demo) and the head learns that many times slower than ``ppo.vf_lr`` says, while the
+    returns it must fit are in reward units. Folded, the head's own weights carry the scale."""
+    if not isinstance(value, RewardModel):
+        return
+    with torch.no_grad():
+        gain = value.gain.to(value.head.weight.dtype)
+        value.head.weight.mul_(gain)
+        value.head.bias.mul_(gain)
+        value.gain.fill_(1.0)
+
+
 def build_models(policy: PreTrainedModel, ref_policy: nn.Module | None, value_model: nn.Module | None,
                  reward_model: nn.Module, reward_tokenizer: PreTrainedTokenizerBase | None, cfg: PPOConfig,
                  device: torch.device) -> PPOModels:
@@ -81,6 +97,7 @@ def build_models(policy: PreTrainedModel, ref_policy: nn.Module | None, value_mo
             value_model, shares = value_model_on(reward_model), True
         else:
             value_model = copy.deepcopy(reward_model)
+    fold_gain(value_model)
     for m in (policy, ref_policy, value_model, reward_model):
         set_dropout(m, 0.0)  # dropout off everywhere during RL: logprobs must be deterministic
         m.eval()
