@@ -36,6 +36,22 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
           "AWS_EC2_METADATA_DISABLED": "true"}
 
 
+def flow_run_logs(client, flow_run_id, page: int = 200) -> list[str]:
+    """Every log message of one flow run, oldest first. The server answers at most ``page`` per
+    call, and a run that waited for its deployment's slot logs each aborted submission, so one
+    call can end before the pipeline's stages do."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    messages: list[str] = []
+    while True:
+        batch = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                                 sort=LogSort.TIMESTAMP_ASC, limit=page, offset=len(messages))
+        messages += [log.message for log in batch]
+        if len(batch) < page:
+            return messages
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -44,8 +44,6 @@ def _worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen:
 def test_two_workers_share_the_pool_one_run_per_workspace(trained_workspace, restored_workspace, prefect,
                                                           mlflow_server, tmp_path):
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-    from prefect.client.schemas.sorting import LogSort
 
     workspaces = {"ws-a": trained_workspace, "ws-b": restored_workspace[0]}
     env = flow_env(prefect, mlflow_server)
@@ -76,9 +74,7 @@ def test_two_workers_share_the_pool_one_run_per_workspace(trained_workspace, res
                 time.sleep(2)
             flow_runs = {i: client.read_flow_run(i) for i in ids}
             histories = {i: [s.name for s in client.read_flow_run_states(i)] for i in ids}
-            logs = {i: [log.message for log in client.read_logs(
-                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[i])), sort=LogSort.TIMESTAMP_ASC, limit=200)]
-                for i in ids}
+            logs = {i: servers.flow_run_logs(client, i) for i in ids}
     finally:
         for w in workers:
             servers.stop(w)
