@@ -36,9 +36,12 @@ def body(stage: Stage) -> None:
     stage.metrics.update(run_rm(cfg, train, valid, demos, out, stage))
     stage.metrics["data/train_comparisons"] = len(train)
     stage.metrics["data/valid_comparisons"] = len(valid)
-    ceiling = _label_metric("agreement/heldout_vs_train")
-    if ceiling is not None:
-        stage.metrics["valid/agreement_ceiling"] = ceiling
+    # what the labels allow: two labelers' agreement, and (the world) the noise-free truth's
+    for key, name in (("agreement/heldout_vs_train", "valid/agreement_ceiling"),
+                      ("ceiling/noise_free_valid", "valid/noise_free_ceiling")):
+        value = _label_metric(key)
+        if value is not None:
+            stage.metrics[name] = value
     if stage.run is not None:
         import mlflow
 
