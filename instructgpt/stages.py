@@ -72,8 +72,16 @@ class LabelConfig:
     false: train on the rankings there are and report how many tasks are pending."""
     max_prompts: int | None = 3000
     """Rank at most this many RM prompts (train and valid splits); null: all."""
+    demonstration_prompts: int = 0
+    """Also rank this many SFT prompts (train and valid splits, a seeded choice) with their
+    demonstration among K - 1 SFT samples: comparisons that show the reward model an answer
+    better than SFT's (the paper's labelers ranked several models' outputs). 0 = off."""
     temperature: float = 1.0
     """Sampling temperature for the K responses."""
+    temperatures: list[float] | None = None
+    """Sample each prompt's candidates at these temperatures in turn (overrides ``temperature``),
+    e.g. [1.0, 0.7]: the RM then also ranks answers like the ones PPO and the evaluation sample at
+    0.7, not only the rougher ones at 1."""
     max_new_tokens: int = 48
     """Longest response sampled."""
     batch_size: int = 64
@@ -90,6 +98,13 @@ class LabelConfig:
             raise ConfigError(f"label.overlap={self.overlap}: a share of prompts, in [0, 1]")
         if self.temperature <= 0:
             raise ConfigError(f"label.temperature={self.temperature} must be > 0")
+        if self.temperatures is not None:
+            if not isinstance(self.temperatures, list) or not self.temperatures or not all(
+                    isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in self.temperatures):
+                raise ConfigError(f"label.temperatures={self.temperatures!r}: a list of temperatures > 0, or null")
+            self.temperatures = [float(t) for t in self.temperatures]
+        if self.demonstration_prompts < 0:
+            raise ConfigError(f"label.demonstration_prompts={self.demonstration_prompts} must be >= 0")
 
 
 @dataclass
@@ -108,6 +123,10 @@ class EvaluateConfig:
     """Held-out corpus documents for the corpus loss (alignment tax)."""
     nlp_task_items: int = 500
     """Items of the public NLP task scored per model (alignment tax)."""
+    best_of_n: int = 0
+    """A reference row: SFT's best of N samples by the reward model (``sft_best_of_n``), judged
+    like every model (against SFT, and PPO-ptx against it). It shows what the RM alone buys
+    without training; PPO should at least reach it. 0 = off."""
     seed: int = 0
     """Seed of sampling, of the simulated held-out labelers and of the order in which the human
     judge's tasks show the two responses."""
@@ -126,5 +145,7 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         if self.n_prompts < 1:
             raise ConfigError("evaluate.n_prompts must be >= 1")
+        if self.best_of_n < 0 or self.best_of_n == 1:
+            raise ConfigError(f"evaluate.best_of_n={self.best_of_n}: 0 (off) or N >= 2 samples per prompt")
         if self.judge not in ("simulated", "human", "none"):
             raise ConfigError(f"evaluate.judge={self.judge!r}: choose simulated, human or none")

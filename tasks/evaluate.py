@@ -38,7 +38,9 @@ MODELS = {
 }
 FEWSHOT = "base_fewshot"  # the base model prompted with demonstrations (paper: few-shot GPT-3)
 REFERENCE = "demonstration"  # labelers' own answers, judged like a model (not generated)
+BEST_OF_N = "sft_best_of_n"  # SFT's best of evaluate.best_of_n samples by the RM (a reference row)
 COMPARISONS = [("sft", "base"), ("ppo", "sft"), ("ppo", "base_fewshot"), ("ppo", "base"), ("ppo_noptx", "ppo")]
+BEST_OF_N_COMPARISONS = [(BEST_OF_N, "sft"), ("ppo", BEST_OF_N)]
 VERSUS_CHAMPION = "ppo_vs_champion"  # the candidate against the registry's current champion
 MONITORS = {"ppo": "outputs/ppo/monitor.jsonl", "ppo_noptx": "outputs/ppo_noptx/monitor.jsonl"}
 TASKS_FILE = Path("labels/outbox/judge_tasks.jsonl")
@@ -63,12 +65,15 @@ def body(stage: Stage) -> None:
     ids, texts = test["prompt_id"].astype(str).tolist(), test["text"].astype(str).tolist()
     demos = read_demonstrations(inputs.raw("demonstrations")).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
     generated, responses = generate_all(cfg, texts, fewshot_shots(demos), stage.place)
+    if cfg.best_of_n:
+        responses[BEST_OF_N] = best_of_n(cfg, texts, stage.place)
     responses[REFERENCE] = [str(demos.get(pid, "")) for pid in ids]
+    comparisons = COMPARISONS + (BEST_OF_N_COMPARISONS if cfg.best_of_n else [])
     champion = champion_answers(cfg, texts) if stage.run is not None else None
 
     judge = make_judge(cfg.judge, inputs.raw("judgements"), cfg.seed,
                        training_labelers() if cfg.judge == "human" else ())
-    verdict = judge.compare(judge_pairs(ids, texts, responses, champion))
+    verdict = judge.compare(judge_pairs(ids, texts, responses, champion, comparisons))
     if verdict is not None and judge.name == "human":
         from instructgpt.judging.human import write_tasks
 
@@ -81,9 +86,9 @@ def body(stage: Stage) -> None:
                                  inputs.raw("judgements"), how=rejected_summary(verdict.counts)
                                  + " Or set evaluate.wait: false to report what is answered.")
 
-    names = [*MODELS, FEWSHOT, REFERENCE]
+    names = [*MODELS, FEWSHOT, *([BEST_OF_N] if cfg.best_of_n else []), REFERENCE]
     metrics: dict[str, float] = {"n_prompts": len(ids)}
-    win_rows = win_rate_rows(verdict, [f"{c}_vs_{b}" for c, b in COMPARISONS], judge.name)
+    win_rows = win_rate_rows(verdict, [f"{c}_vs_{b}" for c, b in comparisons], judge.name)
     for r in win_rows:
         if r["n"]:
             key = r["comparison"]
@@ -169,13 +174,13 @@ def training_labelers() -> set[str]:
 
 
 def judge_pairs(ids: list[str], texts: list[str], responses: dict[str, list[str]],
-                champion: tuple[str, list[str]] | None):
+                champion: tuple[str, list[str]] | None, comparisons: list[tuple[str, str]] = COMPARISONS):
     """Every pair the judge is asked about: each comparison on each prompt, and the candidate
     (PPO-ptx) against the current champion when there is one."""
     from instructgpt.judging import Pair
 
     pairs = [Pair(f"{cand}_vs_{base}", pid, text, responses[cand][i], responses[base][i], i)
-             for cand, base in COMPARISONS for i, (pid, text) in enumerate(zip(ids, texts))]
+             for cand, base in comparisons for i, (pid, text) in enumerate(zip(ids, texts))]
     if champion is not None:
         pairs += [Pair(VERSUS_CHAMPION, pid, text, responses["ppo"][i], champion[1][i], i)
                   for i, (pid, text) in enumerate(zip(ids, texts))]
@@ -229,6 +234,32 @@ def generate_all(cfg, prompts: list[str], shots: list[tuple[str, str]], place: C
     return generated, responses
 
 
+def best_of_n(cfg, prompts: list[str], place: Callable = lambda m: m) -> list[str]:
+    """SFT's best of ``cfg.best_of_n`` samples per prompt by the reward model (ties: the first
+    drawn). Sampled with the evaluation's settings and a seed of their own, so the SFT row's
+    samples are untouched."""
+    from instructgpt.generation import sample
+    from instructgpt.judging import proxy
+    from instructgpt.models import load_causal_lm
+
+    n = cfg.best_of_n
+    model, tokenizer = load_causal_lm(MODELS["sft"])
+    place(model)
+    flat = [p for p in prompts for _ in range(n)]
+    drawn = [s.response for s in sample(model, tokenizer, flat, max_new_tokens=cfg.max_new_tokens,
+                                        temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed + 1,
+                                        show_progress=True, desc=f"evaluate: sample SFT x{n}")]
+    del model
+    rm, rm_tokenizer = proxy.load_reward_scorer(RM)
+    place(rm)
+    scores = proxy.rm_scores(rm, rm_tokenizer, flat, drawn)
+    out = []
+    for i in range(len(prompts)):
+        block = scores[i * n: (i + 1) * n]
+        out.append(drawn[i * n + max(range(n), key=lambda j: (block[j], -j))])
+    return out
+
+
 def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str, list[str]],
                   demo_pairs: list[tuple[str, str]], heldout_fraction: float,
                   place: Callable = lambda m: m) -> dict[str, float]:
@@ -241,10 +272,15 @@ def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str,
     out: dict[str, float] = {"demo_loss_prompts": len(demo_pairs)}
     rm, rm_tokenizer = proxy.load_reward_scorer(RM)
     place(rm)
+    scores = {}
     for name, texts in responses.items():
-        out[f"{name}/rm_score"] = sum(proxy.rm_scores(rm, rm_tokenizer, prompts, texts)) / max(len(texts), 1)
+        scores[name] = proxy.rm_scores(rm, rm_tokenizer, prompts, texts)
+        out[f"{name}/rm_score"] = sum(scores[name]) / max(len(texts), 1)
         out[f"{name}/response_words"] = proxy.response_words(texts)
     del rm
+    out.update(rm_orders_demonstrations(scores, responses))
+    if cfg.best_of_n:  # the analytic KL of best-of-N from its sampler (Stiennon et al. 2020), an upper bound
+        out[f"{BEST_OF_N}/kl_from_sft"] = math.log(cfg.best_of_n) - (cfg.best_of_n - 1) / cfg.best_of_n
     _, heldout_texts = inputs.split_corpus(inputs.corpus(), heldout_fraction)
     items = inputs.read_jsonl(inputs.raw("nlp_task")).head(cfg.nlp_task_items).to_dict("records")
     sft, _ = load_causal_lm(MODELS["sft"])
@@ -260,6 +296,24 @@ def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str,
         out[f"{name}/demo_loss"] = proxy.demonstration_loss(model, tokenizer, demo_pairs)
         out[f"{name}/corpus_loss"] = corpus_loss(model, tokenizer, heldout_texts[: cfg.corpus_docs])
         out[f"{name}/nlp_task_accuracy"] = choice_accuracy(model, tokenizer, items)
+    return out
+
+
+def rm_orders_demonstrations(scores: dict[str, list[float]], responses: dict[str, list[str]]) -> dict[str, float]:
+    """``rm/demonstration_over_<model>``: how often the reward model scores the labelers'
+    demonstration of a test prompt above the model's answer (prompts with a demonstration, ties
+    half), for SFT and PPO-ptx. Demonstrations are what the labelers wrote as the answer they
+    want, so an RM that sees quality puts them first; a human team has these pairs too."""
+    out: dict[str, float] = {}
+    with_demo = [i for i, d in enumerate(responses.get(REFERENCE, [])) if d]
+    for name in ("sft", "ppo"):
+        if name not in scores or not with_demo:
+            continue
+        demo, other = scores[REFERENCE], scores[name]
+        wins = [1.0 if demo[i] > other[i] else 0.5 if demo[i] == other[i] else 0.0 for i in with_demo]
+        out[f"rm/demonstration_over_{name}"] = sum(wins) / len(wins)
+    if with_demo:
+        out["rm/demonstration_pairs"] = len(with_demo)
     return out
 
 

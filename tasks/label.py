@@ -1,5 +1,6 @@
 """Stage label: K distinct SFT samples per RM prompt, ranked by the labelers ``label.labelers``
-selects (simulated or human; the library is `instructgpt.labeling`).
+selects (simulated or human; the library is `instructgpt.labeling`); on ``label.demonstration_prompts``
+SFT prompts, K - 1 samples with the labelers' demonstration among them.
 
 Human labelers: the open ranking tasks go to ``labels/outbox/rank_tasks.jsonl``; while any is open
 and ``label.wait`` is true the stage stops with exit code 5 (awaiting labels).
@@ -33,7 +34,8 @@ def body(stage: Stage) -> None:
     prompts = inputs.prompts("rm", ("train", "valid"))
     stage.gate(input_tables(prompts))
     index = PromptIndex.from_frames(inputs.prompts(), inputs.read_jsonl(inputs.QUARANTINE))
-    result = label(cfg, prompts, index, inputs.raw("rankings"), SFT_MODEL, device=str(stage.compute.device))
+    result = label(cfg, prompts, index, inputs.raw("rankings"), SFT_MODEL, device=str(stage.compute.device),
+                   demonstrated=demonstrated_prompts() if cfg.demonstration_prompts else None)
     if cfg.labelers == "human":
         hand_over(stage, cfg, result)
     rows = result.comparisons
@@ -50,6 +52,16 @@ def body(stage: Stage) -> None:
         mlflow.log_table(pd.DataFrame(rows[:30]), "label/sample_rankings.json")
         if result.rejected:
             mlflow.log_table(pd.DataFrame(result.rejected[:200]), "label/rejected.json")
+
+
+def demonstrated_prompts() -> pd.DataFrame:
+    """SFT prompts (train and valid splits) with their demonstration (the first, when several):
+    prompt_id, text, response."""
+    from instructgpt.ingest.labeled import read_demonstrations
+
+    demos = read_demonstrations(inputs.raw("demonstrations")).drop_duplicates("prompt_id")
+    prompts = inputs.prompts("sft", ("train", "valid"))
+    return prompts.merge(demos[["prompt_id", "response"]], on="prompt_id", how="inner")
 
 
 def hand_over(stage: Stage, cfg, result) -> None:

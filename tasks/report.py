@@ -20,6 +20,7 @@ LABELS = {
     "ppo": "PPO-ptx (InstructGPT)",
     "ppo_noptx": "PPO (no ptx)",
     "demonstration": "labelers' demonstrations",
+    "sft_best_of_n": "SFT, best of N by the RM",
 }
 REGISTRY_RULE = {
     "none": "The policy is registered as `candidate`, but the `champion` does not move: "

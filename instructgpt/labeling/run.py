@@ -3,7 +3,8 @@
 `label` is what the ``label`` stage calls (tasks/label.py only reads params, gates and writes):
 
 1. at most ``label.max_prompts`` RM prompts (train and valid splits), K in [k_min, k_max];
-2. K distinct SFT samples per prompt (`instructgpt.labeling.sampling`);
+2. K distinct SFT samples per prompt (`instructgpt.labeling.sampling`), and on up to
+   ``label.demonstration_prompts`` SFT prompts K - 1 samples with the labelers' demonstration;
 3. ``label.labelers`` ranks them: ``simulated`` (`instructgpt.labeling.simulated`) or
    ``human`` (`instructgpt.labeling.human`: imported rankings, tasks for what is missing);
 4. the usable rankings become the comparisons the reward model trains on.
@@ -20,7 +21,7 @@ import pandas as pd
 
 from instructgpt.config import ConfigError
 from instructgpt.labeling.protocol import Collection, RankingLabelers
-from instructgpt.labeling.sampling import Sampler, candidate_sets, select_prompts, sft_sampler
+from instructgpt.labeling.sampling import Sampler, candidate_sets, demonstration_sets, select_prompts, sft_sampler
 from instructgpt.labeling.validation import PromptIndex
 
 
@@ -57,19 +58,29 @@ def make_labelers(cfg: Any, rankings: str | Path, index: PromptIndex) -> Ranking
 
 def label(cfg: Any, rm_prompts: pd.DataFrame, index: PromptIndex, rankings: str | Path,
           sft_model: str | Path = "outputs/sft/model", sampler: Sampler | None = None,
-          device: str = "cpu") -> LabelResult:
+          device: str = "cpu", demonstrated: pd.DataFrame | None = None) -> LabelResult:
     """Rank K distinct SFT samples of the RM prompts with the configured labelers (``cfg``: a
-    `instructgpt.stages.LabelConfig`). ``sampler`` replaces the SFT model (tests)."""
+    `instructgpt.stages.LabelConfig`), and on at most ``cfg.demonstration_prompts`` prompts of
+    ``demonstrated`` (prompt_id, text, response: SFT prompts and their demonstrations) K - 1 SFT
+    samples with the demonstration among them. ``sampler`` replaces the SFT model (tests)."""
     labelers = make_labelers(cfg, rankings, index)  # a wrong inputs.rankings fails before sampling
     selected = select_prompts(rm_prompts, cfg.max_prompts, cfg.seed)
     brought = labelers.brought_along() if hasattr(labelers, "brought_along") else set()
     n_brought = int(selected["prompt_id"].isin(brought).sum()) if brought else 0
     if n_brought:  # ranked already (human rankings brought along): nothing to sample or ask
         selected = selected[~selected["prompt_id"].isin(brought)].reset_index(drop=True)
-    sampler = sampler or sft_sampler(str(sft_model), cfg.max_new_tokens, cfg.temperature, cfg.batch_size, cfg.seed,
-                                     device)
+    sampler = sampler or sft_sampler(str(sft_model), cfg.max_new_tokens, cfg.temperatures or cfg.temperature,
+                                     cfg.batch_size, cfg.seed, device)
     sets, dropped = candidate_sets(selected, cfg.k_min, cfg.k_max, cfg.seed, sampler, cfg.overlap)
-    collection = labelers.collect(sets)
+    with_demo: list = []
+    if cfg.demonstration_prompts and demonstrated is not None and len(demonstrated):
+        chosen = select_prompts(demonstrated, cfg.demonstration_prompts, cfg.seed)
+        if brought:
+            chosen = chosen[~chosen["prompt_id"].isin(brought)].reset_index(drop=True)
+        with_demo, dropped_demo = demonstration_sets(chosen, cfg.k_min, cfg.k_max, cfg.seed, sampler, cfg.overlap,
+                                                     first_position=len(selected))
+        dropped += dropped_demo
+    collection = labelers.collect(sets + with_demo)
     rows = [comparison_row(r, index) for r in collection.rankings]
     ks = [len(r["responses"]) for r in rows]
     metrics: dict[str, float] = {
@@ -78,7 +89,8 @@ def label(cfg: Any, rm_prompts: pd.DataFrame, index: PromptIndex, rankings: str 
         "mean_k": float(np.mean(ks)) if ks else 0.0,
         "prompts_in": len(rm_prompts),
         "dropped_too_few_distinct": dropped,
-        "overlap_sets": sum(1 for s in sets if s.overlap),
+        "overlap_sets": sum(1 for s in sets + with_demo if s.overlap),
+        "sets_with_demonstration": len(with_demo),
         "tasks/skipped_ranked_already": n_brought,
         "rejected/total": 0,
         **collection.metrics,

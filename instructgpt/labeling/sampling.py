@@ -63,9 +63,44 @@ def candidate_sets(prompts: pd.DataFrame, k_min: int, k_max: int, seed: int, sam
     return sets, dropped
 
 
-def sft_sampler(model_dir: str, max_new_tokens: int, temperature: float, batch_size: int, seed: int,
+def demonstration_sets(prompts: pd.DataFrame, k_min: int, k_max: int, seed: int, sampler: Sampler,
+                       overlap: float = 0.0, first_position: int = 0) -> tuple[list[CandidateSet], int]:
+    """Candidate sets with the labelers' demonstration among them: K - 1 distinct SFT samples and
+    the prompt's demonstration (``prompts``: prompt_id, text, response), at a seeded place.
+
+    The paper's labelers ranked the outputs of several models; samples of one SFT model alone
+    never show the reward model anything better than SFT, so it cannot learn what a better answer
+    looks like. A team has these answers: the demonstrations it wrote. Returns (sets, prompts
+    dropped because fewer than ``k_min`` distinct responses came out); ``position`` continues
+    from ``first_position`` (it seeds the simulated labelers)."""
+    rng = np.random.default_rng([seed, 1])
+    ks = rng.integers(k_min, k_max + 1, size=len(prompts))
+    texts = prompts["text"].astype(str).tolist()
+    flat = [t for t, k in zip(texts, ks) for _ in range(OVERSAMPLE * (int(k) - 1))]
+    responses_flat = sampler(flat) if flat else []
+    sets, dropped, pos = [], 0, 0
+    rows = zip(prompts["prompt_id"].astype(str), texts, prompts["response"].astype(str), ks)
+    for i, (pid, text, demo, k) in enumerate(rows):
+        candidates = responses_flat[pos: pos + OVERSAMPLE * (int(k) - 1)]
+        pos += OVERSAMPLE * (int(k) - 1)
+        responses = [r for r in dict.fromkeys(candidates) if r != demo][: int(k) - 1]
+        responses.insert(int(rng.integers(0, len(responses) + 1)), demo)
+        if len(responses) < k_min:
+            dropped += 1
+            continue
+        sets.append(CandidateSet(pid, text, responses, task_id(pid, responses), in_overlap(pid, overlap, seed),
+                                 first_position + i))
+    return sets, dropped
+
+
+def sft_sampler(model_dir: str, max_new_tokens: int, temperature: float | list[float], batch_size: int, seed: int,
                 device: str = "cpu") -> Sampler:
-    """A sampler answering with the SFT model in ``model_dir`` (loaded on first use, on ``device``)."""
+    """A sampler answering with the SFT model in ``model_dir`` (loaded on first use, on ``device``).
+
+    ``temperature`` a list: the copies of a prompt (consecutive in the texts) are sampled at its
+    temperatures in turn, so each candidate set mixes them; each temperature's rows are sampled
+    together, in order."""
+    temperatures = temperature if isinstance(temperature, list) else [temperature]
 
     def answer(texts: list[str]) -> list[str]:
         from instructgpt.generation import sample
@@ -73,8 +108,18 @@ def sft_sampler(model_dir: str, max_new_tokens: int, temperature: float, batch_s
 
         model, tokenizer = load_causal_lm(model_dir)
         model.to(device)
-        samples = sample(model, tokenizer, texts, max_new_tokens=max_new_tokens, temperature=temperature,
-                         batch_size=batch_size, seed=seed, show_progress=True, desc="label: sample")
-        return [s.response for s in samples]
+        copy = [0] * len(texts)  # index of each text among the consecutive copies of its prompt
+        for i in range(1, len(texts)):
+            copy[i] = copy[i - 1] + 1 if texts[i] == texts[i - 1] else 0
+        out = [""] * len(texts)
+        for t_index, t in enumerate(temperatures):
+            rows = [i for i in range(len(texts)) if copy[i] % len(temperatures) == t_index]
+            label = f" (T {t:g})" if len(temperatures) > 1 else ""
+            samples = sample(model, tokenizer, [texts[i] for i in rows], max_new_tokens=max_new_tokens,
+                             temperature=t, batch_size=batch_size, seed=seed, show_progress=True,
+                             desc=f"label: sample{label}")
+            for i, s in zip(rows, samples):
+                out[i] = s.response
+        return out
 
     return answer

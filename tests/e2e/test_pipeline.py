@@ -37,6 +37,10 @@ def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch, audi
     assert "| ppo vs base_fewshot |" in report and "| simulated |" in report and "| RM score (proxy) |" in report
     metrics = json.loads((workspace / "outputs/evaluate/metrics.json").read_text())
     assert metrics["judge"] == "simulated" and metrics["sources"]["rm_score"].startswith("proxy")
+    # the best-of-N reference row: judged like a model, and the RM's pick scores above one SFT sample
+    assert "| sft_best_of_n vs sft |" in report and "| ppo vs sft_best_of_n |" in report
+    assert metrics["sft_best_of_n"]["rm_score"] > metrics["sft"]["rm_score"]
+    assert 0.0 <= metrics["sft_best_of_n"]["gold_utility"] and "demonstration_over_sft" in metrics["rm"]
     import matplotlib.image
 
     for png in ["win_rates.png", "alignment_tax.png", "overoptimisation.png"]:

@@ -100,3 +100,38 @@ def test_judge_none_gives_proxy_figures_only(workspace):
     assert pd.read_csv("outputs/evaluate/win_rates.csv").empty
     report = Path("outputs/evaluate/report.md").read_text()
     assert "No win rates" in report and "Judge: **none**" in report
+
+
+def test_the_rm_orders_demonstrations_over_answers_only_where_a_demonstration_exists():
+    from tasks.evaluate import REFERENCE, rm_orders_demonstrations
+
+    responses = {REFERENCE: ["demo a", "", "demo c", "demo d"], "sft": ["x", "y", "z", "w"], "ppo": list("pqrs")}
+    scores = {REFERENCE: [1.0, 9.0, 0.0, 2.0], "sft": [0.0, 0.0, 1.0, 2.0], "ppo": [-1.0, 0.0, -1.0, -1.0]}
+    m = rm_orders_demonstrations(scores, responses)
+    # prompt 1 has no demonstration (its empty answer is not a pair); the tie on prompt 4 counts half
+    assert m == {"rm/demonstration_over_sft": 1.5 / 3, "rm/demonstration_over_ppo": 1.0, "rm/demonstration_pairs": 3}
+    assert rm_orders_demonstrations(scores, {**responses, REFERENCE: ["", "", "", ""]}) == {}
+
+
+def test_best_of_n_picks_the_rms_favourite_of_n_sft_samples(workspace, monkeypatch):
+    """Each prompt's N samples are scored by the RM; the highest wins (the first drawn on a tie)."""
+    import tasks.evaluate as evaluate
+    from instructgpt.judging import proxy
+    from instructgpt.stages import EvaluateConfig
+
+    prompts = ["Say hi.", "Name a colour."]
+    cfg = EvaluateConfig(best_of_n=3, max_new_tokens=8, temperature=1.0)
+    seen = {}
+
+    def scores(rm, tokenizer, flat, drawn, **kw):  # the real RM's scores, kept to check the pick against
+        seen["flat"], seen["drawn"] = flat, drawn
+        seen["scores"] = real(rm, tokenizer, flat, drawn, **kw)
+        return seen["scores"]
+
+    real = proxy.rm_scores
+    monkeypatch.setattr(proxy, "rm_scores", scores)
+    picked = evaluate.best_of_n(cfg, prompts)
+    assert seen["flat"] == [p for p in prompts for _ in range(3)]
+    for i, response in enumerate(picked):
+        block = seen["scores"][3 * i: 3 * i + 3]
+        assert response == seen["drawn"][3 * i + block.index(max(block))]

@@ -143,6 +143,40 @@ def test_noise_free_ceiling_counts_the_pairs_the_truth_orders_as_the_labels(tiny
     assert ceiling_metrics(lambda pid, r: u[r], one)["ceiling/noise_free_valid"] == pytest.approx(2.5 / 3)
 
 
+def test_demonstrations_join_the_candidates_of_sft_prompts_and_labelers_rank_them(tiny_dir, tiny_world):
+    from instructgpt.ingest.labeled import read_demonstrations
+
+    prompts = world_prompts(tiny_dir, tiny_world, n=120)
+    demos = read_demonstrations(tiny_dir / "demonstrations.jsonl").drop_duplicates("prompt_id")
+    demonstrated = prompts.merge(demos[["prompt_id", "response"]], on="prompt_id")
+    rm = prompts.iloc[:30]
+    sft = demonstrated[~demonstrated["prompt_id"].isin(rm["prompt_id"])].iloc[:40]
+    assert len(sft) == 40 and not set(rm["prompt_id"]) & set(sft["prompt_id"])
+    ids = dict(zip(prompts["text"], prompts["prompt_id"]))
+
+    def world_sampler(texts):
+        runs = [(t, len(list(g))) for t, g in __import__("itertools").groupby(texts)]
+        return [r for t, n in runs for r in tiny_world.candidates(ids[t], n, seed=1)]
+
+    cfg = LabelConfig(k_min=4, k_max=6, max_prompts=None, overlap=0.0, seed=0, demonstration_prompts=25)
+    index = PromptIndex.from_frames(prompts)
+    result = label(cfg, rm, index, tiny_dir, sampler=world_sampler, demonstrated=sft)
+    with_demo = [r for r in result.comparisons if r["prompt_id"] in set(sft["prompt_id"])]
+    demo_of = dict(zip(sft["prompt_id"], sft["response"]))
+    assert len(with_demo) == result.metrics["sets_with_demonstration"] == 25  # at most demonstration_prompts
+    assert all(r["responses"].count(demo_of[r["prompt_id"]]) == 1 and 4 <= len(r["responses"]) <= 6
+               for r in with_demo)
+    places = {r["responses"].index(demo_of[r["prompt_id"]]) for r in with_demo}
+    assert len(places) > 2  # not always in the same place
+    # the labelers see that the demonstration is better than the samples: it comes first most often
+    first = sum(r["responses"][r["ranking"][0]] == demo_of[r["prompt_id"]] for r in with_demo)
+    assert first / len(with_demo) > 0.5
+    # the RM prompts' sets are what they were without demonstrations
+    plain = label(LabelConfig(k_min=4, k_max=6, max_prompts=None, overlap=0.0, seed=0), rm, index, tiny_dir,
+                  sampler=world_sampler)
+    assert [r for r in result.comparisons if r not in with_demo] == plain.comparisons
+
+
 # -- human ------------------------------------------------------------------------------------
 HUMAN = dict(labelers="human", k_min=2, k_max=5, overlap=0.3, max_prompts=None, seed=0)
 
@@ -234,3 +268,24 @@ def test_label_config_bounds():
     with pytest.raises(ConfigError, match="overlap"):
         LabelConfig(overlap=1.5)
     assert LabelConfig(k_min=2, k_max=2).k_min == 2
+
+
+def test_the_sft_sampler_takes_a_prompts_copies_at_its_temperatures_in_turn(model_dir):
+    from instructgpt.generation import sample
+    from instructgpt.labeling.sampling import sft_sampler
+    from instructgpt.models import load_causal_lm
+
+    texts = ["the cat"] * 4 + ["the dog"] * 3
+    one = sft_sampler(str(model_dir), 8, 1.0, 8, seed=0)(texts)
+    model, tok = load_causal_lm(str(model_dir))
+    assert one == [s.response for s in sample(model, tok, texts, max_new_tokens=8, temperature=1.0, batch_size=8,
+                                              seed=0)]  # one temperature: as before
+    mixed = sft_sampler(str(model_dir), 8, [1.0, 1e-4], 8, seed=0)(texts)
+    greedy = {t: s.response for t, s in zip(texts, sample(model, tok, texts, max_new_tokens=8, temperature=1e-4,
+                                                            batch_size=8, seed=0))}
+    # copies 1 and 3 of a prompt at T 1e-4 (greedy): its greedy answer; copies 0 and 2 at T 1
+    assert [mixed[i] for i in (1, 3, 5)] == [greedy["the cat"]] * 2 + [greedy["the dog"]]
+    hot = [s.response for s in sample(model, tok, [texts[i] for i in (0, 2, 4, 6)], max_new_tokens=8,
+                                      temperature=1.0, batch_size=8, seed=0)]
+    assert [mixed[i] for i in (0, 2, 4, 6)] == hot
+    assert len(set(hot)) > 1  # T 1 does vary, so the check above tells the temperatures apart
