@@ -43,3 +43,25 @@ def test_wrong_type_and_cross_field_rule():
         from_dict(Outer, {"epochs": "many"}, "sft")
     with pytest.raises(ConfigError, match="must be >= 1"):
         from_dict(Outer, {"epochs": 0}, "sft")
+
+
+@pytest.mark.parametrize("section, cls, data, message", [
+    ("label", "LabelConfig", {"temperatures": [1.0, 0]}, r"label.temperatures=\[1.0, 0\]"),
+    ("label", "LabelConfig", {"temperatures": []}, r"label.temperatures=\[\]"),
+    ("label", "LabelConfig", {"temperatures": "hot"}, r"label.temperatures='hot'"),
+    ("label", "LabelConfig", {"demonstration_prompts": -1}, r"label.demonstration_prompts=-1"),
+    ("evaluate", "EvaluateConfig", {"best_of_n": 1}, r"evaluate.best_of_n=1"),
+    ("rm", "RewardConfig", {"selection": "best"}, r"rm.selection='best'"),
+])
+def test_the_recipes_new_knobs_refuse_what_cannot_work(section, cls, data, message):
+    import instructgpt.stages as stages
+    import instructgpt.train.reward as reward
+
+    with pytest.raises(ConfigError, match=message):
+        from_dict(getattr(stages, cls, None) or getattr(reward, cls), data, section)
+
+
+def test_label_temperatures_become_floats():
+    from instructgpt.stages import LabelConfig
+
+    assert from_dict(LabelConfig, {"temperatures": [1, 0.7]}, "label").temperatures == [1.0, 0.7]
