@@ -145,7 +145,9 @@ class IngestConfig:
     """Longer texts are quarantined as 'too_long'."""
     dedup_prefix_chars: int = 128
     """Prompts whose normalised text (NFKC, casefolded, whitespace collapsed) shares its first
-    N characters are duplicates; the earliest is kept (paper 3.2: "long common prefix").
+    N characters are duplicates (paper 3.2: "long common prefix"); the copy with a demonstration
+    or a human ranking is kept, else the earliest (the report's `labels` says where each labeled
+    prompt went).
     Measured on the simulated world's log: N = 64 also removes 25 % of the original prompts
     that are not exact copies (shared instructions and few-shot headers), N = 128 about 5 %,
     while every resubmission (edited at its end) is still caught."""
