@@ -63,7 +63,8 @@ def body(stage: Stage) -> None:
     ids, texts = test["prompt_id"].astype(str).tolist(), test["text"].astype(str).tolist()
     demos = read_demonstrations(inputs.raw("demonstrations")).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
     generated, responses = generate_all(cfg, texts, fewshot_shots(demos), stage.place)
-    responses[REFERENCE] = [str(demos.get(pid, "")) for pid in ids]
+    # None where a test prompt has no demonstration: left out of the reference's figures, not an empty answer
+    responses[REFERENCE] = [str(demos[pid]) if pid in demos.index else None for pid in ids]
     champion = champion_answers(cfg, texts) if stage.run is not None else None
 
     judge = make_judge(cfg.judge, inputs.raw("judgements"), cfg.seed,
@@ -242,8 +243,11 @@ def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str,
     rm, rm_tokenizer = proxy.load_reward_scorer(RM)
     place(rm)
     for name, texts in responses.items():
-        out[f"{name}/rm_score"] = sum(proxy.rm_scores(rm, rm_tokenizer, prompts, texts)) / max(len(texts), 1)
-        out[f"{name}/response_words"] = proxy.response_words(texts)
+        answered = [(p, t) for p, t in zip(prompts, texts) if t is not None]  # (prompt, response)
+        if answered:
+            scores = proxy.rm_scores(rm, rm_tokenizer, [p for p, _ in answered], [t for _, t in answered])
+            out[f"{name}/rm_score"] = sum(scores) / len(answered)
+            out[f"{name}/response_words"] = proxy.response_words([t for _, t in answered])
     del rm
     _, heldout_texts = inputs.split_corpus(inputs.corpus(), heldout_fraction)
     items = inputs.read_jsonl(inputs.raw("nlp_task")).head(cfg.nlp_task_items).to_dict("records")

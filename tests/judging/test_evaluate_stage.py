@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tasks.common import EXIT_AWAITING, main
 from tests.judging.conftest import set_params
@@ -100,3 +101,24 @@ def test_judge_none_gives_proxy_figures_only(workspace):
     assert pd.read_csv("outputs/evaluate/win_rates.csv").empty
     report = Path("outputs/evaluate/report.md").read_text()
     assert "No win rates" in report and "Judge: **none**" in report
+
+
+def test_demonstration_figures_only_over_prompts_that_have_one(workspace):
+    """Issue 22: test prompts without a demonstration counted as empty answers in the labelers'
+    demonstrations row ("words 0.7"); they are left out, and the report says how many count."""
+    set_params(workspace, "evaluate", judge="none")
+    test_ids = {p["prompt_id"] for p in read_jsonl("outputs/ingest/prompts.jsonl") if p["split"] == "test"}
+    without = set(sorted(test_ids)[::2])
+    demos = [d for d in read_jsonl("data/demonstrations.jsonl") if d["prompt_id"] not in without]
+    Path("data/demonstrations.jsonl").write_text("".join(json.dumps(d) + "\n" for d in demos))
+    assert run_evaluate() == 0
+    samples = read_jsonl("outputs/evaluate/samples.jsonl")
+    answered = [s["demonstration"] for s in samples if s["prompt_id"] not in without]
+    assert 0 < len(answered) < len(samples)  # some sampled test prompts have none
+    assert all(s["demonstration"] is None for s in samples if s["prompt_id"] in without)
+    metrics = json.loads(Path("outputs/evaluate/metrics.json").read_text())
+    words = sum(len(a.split()) for a in answered) / len(answered)
+    assert metrics["demonstration"]["response_words"] == pytest.approx(words)
+    assert metrics["demo_loss_prompts"] == len(answered)
+    report = Path("outputs/evaluate/report.md").read_text()
+    assert f"| labelers' demonstrations ({len(answered)} of {len(samples)} prompts have one) |" in report
