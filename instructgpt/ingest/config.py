@@ -46,7 +46,8 @@ class PiiConfig:
     phone_regions: list[str] = field(default_factory=list)
     """Regions (e.g. ['GB', 'DE']) for Presidio's python-phonenumbers recognizer, which finds
     international formats valid in those numbering plans; each region is one more (slow) pass
-    over every candidate. North-American formats are always found by pattern."""
+    over every candidate. North-American and European formats (country code and digit groups,
+    national numbers after the trunk 0, extensions) are always found by pattern."""
     prefilter: bool = True
     """Send only prompts that match a cheap regex to Presidio (off: every prompt; for benchmarks)."""
 
