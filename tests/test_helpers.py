@@ -21,3 +21,23 @@ def test_same_weights_compares_names_before_tensors():
     assert same_weights(a, a.state_dict())
     c = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     assert not same_weights(a, c)
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", "1 failed"), ("", "1 skipped")])
+def test_a_services_skip_fails_under_ci(tmp_path, ci, outcome):
+    """tests/services/ci.py: `make test-services` cannot pass having run nothing under CI."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "test_needs_a_server.py").write_text(
+        "import pytest\n\ndef test_server():\n    pytest.skip('no postgres on PATH')\n")
+    env = {**os.environ, "CI": ci, "PYTHONPATH": str(repo)}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.services.ci", "-p", "no:cacheprovider",
+                          str(tmp_path / "test_needs_a_server.py")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert outcome in run.stdout, run.stdout + run.stderr
+    if ci:
+        assert "skipped under CI=true" in run.stdout and "no postgres on PATH" in run.stdout
