@@ -67,7 +67,8 @@ def body(stage: Stage) -> None:
     generated, responses = generate_all(cfg, texts, fewshot_shots(demos), stage.place)
     if cfg.best_of_n:
         responses[BEST_OF_N] = best_of_n(cfg, texts, stage.place)
-    responses[REFERENCE] = [str(demos.get(pid, "")) for pid in ids]
+    # None where a test prompt has no demonstration: left out of the reference's figures, not an empty answer
+    responses[REFERENCE] = [str(demos[pid]) if pid in demos.index else None for pid in ids]
     comparisons = COMPARISONS + (BEST_OF_N_COMPARISONS if cfg.best_of_n else [])
     champion = champion_answers(cfg, texts) if stage.run is not None else None
 
@@ -274,9 +275,12 @@ def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str,
     place(rm)
     scores = {}
     for name, texts in responses.items():
-        scores[name] = proxy.rm_scores(rm, rm_tokenizer, prompts, texts)
-        out[f"{name}/rm_score"] = sum(scores[name]) / max(len(texts), 1)
-        out[f"{name}/response_words"] = proxy.response_words(texts)
+        answered = [i for i, t in enumerate(texts) if t is not None]  # (the reference: prompts with a demonstration)
+        if answered:
+            got = iter(proxy.rm_scores(rm, rm_tokenizer, [prompts[i] for i in answered], [texts[i] for i in answered]))
+            scores[name] = [next(got) if t is not None else None for t in texts]
+            out[f"{name}/rm_score"] = sum(x for x in scores[name] if x is not None) / len(answered)
+            out[f"{name}/response_words"] = proxy.response_words([texts[i] for i in answered])
     del rm
     out.update(rm_orders_demonstrations(scores, responses))
     if cfg.best_of_n:  # the analytic KL of best-of-N from its sampler (Stiennon et al. 2020), an upper bound
@@ -299,13 +303,14 @@ def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str,
     return out
 
 
-def rm_orders_demonstrations(scores: dict[str, list[float]], responses: dict[str, list[str]]) -> dict[str, float]:
+def rm_orders_demonstrations(scores: dict[str, list[float | None]],
+                             responses: dict[str, list[str | None]]) -> dict[str, float]:
     """``rm/demonstration_over_<model>``: how often the reward model scores the labelers'
     demonstration of a test prompt above the model's answer (prompts with a demonstration, ties
     half), for SFT and PPO-ptx. Demonstrations are what the labelers wrote as the answer they
     want, so an RM that sees quality puts them first; a human team has these pairs too."""
     out: dict[str, float] = {}
-    with_demo = [i for i, d in enumerate(responses.get(REFERENCE, [])) if d]
+    with_demo = [i for i, d in enumerate(responses.get(REFERENCE, [])) if d is not None]
     for name in ("sft", "ppo"):
         if name not in scores or not with_demo:
             continue

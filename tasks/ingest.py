@@ -20,7 +20,7 @@ def body(stage: Stage) -> None:
     from instructgpt.ingest import IngestConfig, PiiDetector, ingest
 
     cfg = stage.config(IngestConfig)
-    labeled = labeled_prompts(stage) if cfg.datasets.assign == "labels" else None
+    labeled = labeled_prompts(stage)
     result = ingest(inputs.raw("prompts"), cfg, progress=True, labeled=labeled)
     kept, report = result.kept, result.report
     detector = PiiDetector(cfg.pii)
@@ -30,6 +30,10 @@ def body(stage: Stage) -> None:
     _write_frame(stage.path("outputs/ingest/quarantine.jsonl"), result.quarantine)
     if report["ignored_files"]:
         print(f"[ingest] not read (not *.jsonl / *.parquet, or hidden): {report['ignored_files']}")
+    for kind, went in report["labels"].items():
+        print(f"[ingest] prompts with a {kind}: {went['kept']} of {went['prompts']} kept "
+              f"({went['kept_over_earlier_copy']} instead of an earlier copy), dropped {went['dropped']}, "
+              f"not in the log {went['not_in_log']}")
     stage.metrics.update(_flat_report(report))
     stage.path("outputs/ingest/report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     if stage.run is not None:
@@ -42,15 +46,17 @@ def body(stage: Stage) -> None:
 
 
 def labeled_prompts(stage: Stage):
-    """The prompts people already labeled (`ingest.datasets.assign: labels`): those with a
-    demonstration, and those with a human ranking in `inputs.rankings` when `label.labelers` is
-    human (with simulated labelers `inputs.rankings` is the world: no ranking exists yet)."""
+    """The prompts people already labeled: those with a demonstration, and those with a human
+    ranking in `inputs.rankings` when `label.labelers` is human (with simulated labelers
+    `inputs.rankings` is the world: no ranking exists yet). Read with any `ingest.datasets.assign`:
+    dedup keeps the labeled copy of a duplicated prompt, and the report counts where each went;
+    `assign: labels` also sends them to SFT and RM."""
     from instructgpt.ingest.labeled import Labeled, labeled_prompt_ids, read_demonstrations
 
     demonstrated = frozenset(read_demonstrations(inputs.raw("demonstrations"))["prompt_id"])
     human = (stage.params.get("label") or {}).get("labelers", "simulated") == "human"
     ranked = frozenset(labeled_prompt_ids(inputs.raw("rankings")) if human else ())
-    print(f"[ingest] assign: labels - {len(demonstrated)} prompts with a demonstration, "
+    print(f"[ingest] labels: {len(demonstrated)} prompts with a demonstration, "
           f"{len(ranked)} with a human ranking" + ("" if human else " (label.labelers is not human)"))
     return Labeled(demonstrated, ranked)
 
@@ -97,6 +103,11 @@ def _flat_report(report: dict) -> dict[str, float]:
         out[f"removed/{reason.replace(':', '_')}"] = n
     for reason, n in (report.get("assigned_by_reason") or {}).items():
         out[f"assigned/{reason}"] = n
+    for kind, went in (report.get("labels") or {}).items():
+        out[f"labels/{kind}/kept"] = went["kept"]
+        out[f"labels/{kind}/kept_over_earlier_copy"] = went["kept_over_earlier_copy"]
+        out[f"labels/{kind}/dropped"] = sum(went["dropped"].values())
+        out[f"labels/{kind}/not_in_log"] = went["not_in_log"]
     out["ignored_files"] = len(report.get("ignored_files") or [])
     return out
 

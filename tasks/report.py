@@ -110,6 +110,15 @@ def plot_overoptimisation(curve: pd.DataFrame, path: Path, monitor: str | None) 
     plt.close(fig)
 
 
+def _row_label(model: str, metrics: dict[str, float]) -> str:
+    """The model's name in a table; the labelers' demonstrations say on how many prompts they were
+    measured, since only the test prompts that have one count (the others are no empty answer)."""
+    label = LABELS.get(model, model)
+    if model == "demonstration" and "demo_loss_prompts" in metrics and "n_prompts" in metrics:
+        label += f" ({int(metrics['demo_loss_prompts'])} of {int(metrics['n_prompts'])} prompts have one)"
+    return label
+
+
 def _pct(metrics: dict[str, float], key: str) -> str:
     return f"{metrics[key]:.1%}" if key in metrics else "–"
 
@@ -151,7 +160,7 @@ def render_report(metrics: dict[str, float], win_rows: list[dict], per_family: p
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for m in models:
             lines.append(
-                f"| {LABELS.get(m, m)} | {_num(metrics, f'{m}/gold_utility')} | {_num(metrics, f'{m}/helpful')} | "
+                f"| {_row_label(m, metrics)} | {_num(metrics, f'{m}/gold_utility')} | {_num(metrics, f'{m}/helpful')} | "
                 f"{_pct(metrics, f'{m}/well_formed_rate')} | {_pct(metrics, f'{m}/hallucination_rate')} | "
                 f"{_pct(metrics, f'{m}/truthful_open_qa')} | {_pct(metrics, f'{m}/toxic_rate')} | "
                 f"{_pct(metrics, f'{m}/harmful_compliance_rate')} |")
@@ -164,13 +173,13 @@ def render_report(metrics: dict[str, float], win_rows: list[dict], per_family: p
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for m in models:
         lines.append(
-            f"| {LABELS.get(m, m)} | {_num(metrics, f'{m}/rm_score')} | {_num(metrics, f'{m}/kl_from_sft')} | "
+            f"| {_row_label(m, metrics)} | {_num(metrics, f'{m}/rm_score')} | {_num(metrics, f'{m}/kl_from_sft')} | "
             f"{_num(metrics, f'{m}/response_words', '.1f')} | {_pct(metrics, f'{m}/eos_rate')} | "
             f"{_num(metrics, f'{m}/demo_loss')} | {_num(metrics, f'{m}/corpus_loss')} | "
             f"{_pct(metrics, f'{m}/nlp_task_accuracy')} |")
     lines += ["", "RM score: the reward model PPO maximises, so it rises by construction. KL: per response, "
               "nats, at the evaluation's temperature. Demo loss: the labelers' demonstrations of the test "
-              "prompts. Paper: PPO regresses on public NLP tasks and PPO-ptx recovers most of it.", "",
+              "prompts. The labelers' demonstrations row: only the test prompts that have one. Paper: PPO regresses on public NLP tasks and PPO-ptx recovers most of it.", "",
               "![alignment tax](plots/alignment_tax.png)", "",
               "## Reward over-optimisation", "",
               "The PPO monitor's samples (validation-split prompts, at step 0 = SFT and every `ppo.sample_every` "

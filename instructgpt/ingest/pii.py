@@ -40,6 +40,7 @@ from instructgpt.ingest.recognizers import (
     PREFILTER,
     FastIpRecognizer,
     LuhnCardRecognizer,
+    EuropeanPhoneRecognizer,
     NanpPhoneRecognizer,
     OfflineEmailRecognizer,
     OwnedSsnRecognizer,
@@ -317,7 +318,7 @@ class _NoContextEnhancer(ContextAwareEnhancer):
 def _build_analyzer(types: list[str], phone_regions: list[str]) -> AnalyzerEngine:
     makers = {
         "EMAIL": [OfflineEmailRecognizer],
-        "PHONE": [NanpPhoneRecognizer]
+        "PHONE": [NanpPhoneRecognizer, EuropeanPhoneRecognizer]
         + ([lambda: RegionPhoneRecognizer(supported_regions=tuple(phone_regions))] if phone_regions else []),
         "CREDIT_CARD": [LuhnCardRecognizer],
         "SSN": [OwnedSsnRecognizer],

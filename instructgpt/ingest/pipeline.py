@@ -7,11 +7,14 @@ Order of the rules, and why:
               copy and then drop the PII one); in redact mode, prompts that differ only in
               their PII become equal and are merged by dedup. Filtering happens before the
               split, so every split (not only train) is PII-free.
-3. dedup   -- before the cap, so that duplicates do not use up a user's 200 prompts.
+3. dedup   -- before the cap, so that duplicates do not use up a user's 200 prompts. Of each
+              group of duplicates the copy that people labeled is kept (a demonstration or a
+              ranking belongs to one prompt id), else the earliest.
 4. cap     -- per user, on distinct prompts (paper 3.2).
 5. split, then datasets -- labels only; nothing is removed after the cap.
 Every removed row is in the quarantine with one reason and its `file:line`: kept + quarantined
-== rows read. The log may be a directory of partitions: the rules see their concatenation (a
+== rows read. Every labeled prompt is accounted for in the report (`labels`): kept, or dropped
+with the reason of its quarantine row, or not in the log. The log may be a directory of partitions: the rules see their concatenation (a
 duplicate or a user's 201st prompt in another partition counts like one in the same file).
 """
 
@@ -62,7 +65,8 @@ def ingest(path: str | Path, cfg: IngestConfig, progress: bool = True,
            labeled: Labeled | None = None) -> IngestResult:
     """Apply rules 1-6 of the ingest stage to the prompt log at `path` (a JSONL or Parquet
     file, or a directory of them). `labeled` (the prompts people already labeled) is needed
-    with `cfg.datasets.assign == 'labels'`."""
+    with `cfg.datasets.assign == 'labels'`; with any assign, dedup keeps a labeled copy of a
+    duplicated prompt over an earlier unlabeled one, and the report accounts for every label."""
     if cfg.datasets.assign == "labels" and labeled is None:
         raise ConfigError("ingest.datasets.assign: labels needs the labeled prompt ids (demonstrations, rankings)")
     path = Path(path)
@@ -102,7 +106,12 @@ def ingest(path: str | Path, cfg: IngestConfig, progress: bool = True,
             rows = rows.assign(text=pd.array(texts, dtype="str"))
 
     with step("dedup"):
-        drop, kept_pid = find_duplicates(rows, cfg.dedup_prefix_chars, cfg.dedup_min_chars)
+        n_labels = None
+        if labeled is not None:
+            n_labels = (rows["prompt_id"].isin(labeled.demonstrated).to_numpy(dtype=np.int64)
+                        + rows["prompt_id"].isin(labeled.ranked).to_numpy(dtype=np.int64))
+        drop, kept_pid, won = find_duplicates(rows, cfg.dedup_prefix_chars, cfg.dedup_min_chars, n_labels)
+        kept_for_labels = set(rows.loc[won, "prompt_id"])
         removed.append(
             _quarantine(rows[drop], "duplicate", "same normalised prefix as kept prompt " + kept_pid[drop])
         )
@@ -146,7 +155,35 @@ def ingest(path: str | Path, cfg: IngestConfig, progress: bool = True,
     report["rows_by_partition"] = dict(log.partitions)
     report["partitions_read"] = sum(1 for _, n in log.partitions if n)
     report["ignored_files"] = log.ignored
+    if labeled is not None:
+        report["labels"] = _label_outcomes(labeled, kept, quarantine, kept_for_labels)
     return IngestResult(kept=kept, quarantine=quarantine, report=report)
+
+
+def _label_outcomes(labeled: Labeled, kept: pd.DataFrame, quarantine: pd.DataFrame,
+                    kept_for_labels: set[str]) -> dict:
+    """Where each labeled prompt went, per kind of label: `kept` (of which
+    `kept_over_earlier_copy`: dedup kept it, not the earlier unlabeled copy of its text),
+    `dropped` by the reason of its quarantine row (a duplicate of a copy with as many labels,
+    PII, the user cap, a broken row), or `not_in_log`. The three add up to `prompts`: no label
+    is lost without a count."""
+    kept_ids = set(kept["prompt_id"])
+    first_reason = (quarantine.dropna(subset=["prompt_id"]).drop_duplicates("prompt_id")
+                    .set_index("prompt_id")["reason"])
+    out = {}
+    for kind, ids in (("demonstration", labeled.demonstrated), ("ranking", labeled.ranked)):
+        lost = sorted(ids - kept_ids)
+        reasons = first_reason.reindex(lost)
+        dropped = {str(r): int(n) for r, n in reasons.value_counts().sort_index().items()}
+        n_kept, n_missing = len(ids & kept_ids), int(reasons.isna().sum())
+        out[kind] = {
+            "prompts": len(ids),
+            "kept": n_kept,
+            "kept_over_earlier_copy": len(ids & kept_for_labels & kept_ids),
+            "dropped": dropped,
+            "not_in_log": n_missing,
+        }
+    return out
 
 
 def _pii_quarantine(rows: pd.DataFrame, spans: list) -> pd.DataFrame:

@@ -70,13 +70,21 @@ def duplicate_groups(norm: list[str], prefix_chars: int, min_chars: int) -> np.n
     return group
 
 
-def find_duplicates(rows: pd.DataFrame, prefix_chars: int, min_chars: int) -> tuple[np.ndarray, pd.Series]:
-    """Paper 3.2: prompts with a long common prefix are duplicates; keep the earliest of each
-    group (`duplicate_groups`) by (timestamp, line).
-    Returns (mask of rows to drop, prompt_id of the kept row each dropped row duplicates)."""
+def find_duplicates(rows: pd.DataFrame, prefix_chars: int, min_chars: int,
+                    labels: np.ndarray | None = None) -> tuple[np.ndarray, pd.Series, np.ndarray]:
+    """Paper 3.2: prompts with a long common prefix are duplicates (`duplicate_groups`); keep
+    one per group. The kept one is the row with the most labels (`labels`: per row, how many
+    kinds of label people gave it, a demonstration and a human ranking; none when None), then
+    the earliest by (timestamp, line). Labels first because a demonstration or a ranking is
+    written for one prompt id: keeping an earlier unlabeled copy would throw it away, while any
+    copy of the text serves as well as a prompt.
+    Returns (mask of rows to drop, prompt_id of the kept row each dropped row duplicates, mask of
+    kept rows that won over an earlier copy because of their labels)."""
     group = duplicate_groups(normalise(rows["text"]).tolist(), prefix_chars, min_chars)
     ts = rows["ts"].dt.tz_convert(None).to_numpy()
-    order = np.lexsort((rows["line"].to_numpy(), ts, group))  # (n,) by group, then ts, line
+    line = rows["line"].to_numpy()
+    n_labels = np.zeros(len(rows), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+    order = np.lexsort((line, ts, -n_labels, group))  # (n,) by group, most labels, then ts, line
     g_sorted = group[order]
     same_as_prev = np.zeros(len(order), dtype=bool)
     same_as_prev[1:] = g_sorted[1:] == g_sorted[:-1]
@@ -87,7 +95,13 @@ def find_duplicates(rows: pd.DataFrame, prefix_chars: int, min_chars: int) -> tu
     pids = rows["prompt_id"].to_numpy()
     kept_pid = np.empty(len(order), dtype=object)
     kept_pid[order] = pids[order[run_start]]
-    return drop, pd.Series(kept_pid, index=rows.index)
+    # A kept row won by its labels when some copy in its group comes before it in time.
+    earliest = np.lexsort((line, ts, group))  # (n,) by group, then ts, line
+    first_of_group = np.ones(len(earliest), dtype=bool)
+    first_of_group[1:] = group[earliest][1:] != group[earliest][:-1]
+    is_earliest = np.zeros(len(earliest), dtype=bool)
+    is_earliest[earliest] = first_of_group
+    return drop, pd.Series(kept_pid, index=rows.index), ~drop & ~is_earliest
 
 
 def cap_per_user(rows: pd.DataFrame, max_per_user: int) -> np.ndarray:

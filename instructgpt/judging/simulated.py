@@ -67,13 +67,18 @@ class SimulatedJudge:
         return Comparisons(list(pairs), outcomes, rows=rows, counts={"pairs": len(pairs)})
 
     def gold(self, prompt_ids: Sequence[str], responses: dict[str, list[str]]) -> Gold:
-        """Gold judgements and gold utility of every model's responses (keys ``<model>/<figure>``)."""
+        """Gold judgements and gold utility of every model's responses (keys ``<model>/<figure>``).
+        A response None (no labeler's demonstration for that prompt) is left out of its model's
+        figures: counted as an empty answer it would drag them down."""
         world = self.world
         metrics: dict[str, float] = {}
         fam_rows = []
         for name, texts in progress(responses.items(), total=len(responses), desc="evaluate: gold", unit="model"):
-            judgements = [world.judge(pid, r) for pid, r in zip(prompt_ids, texts)]
-            util = [self.heldout.utility(pid, r) for pid, r in zip(prompt_ids, texts)]
+            answered = [(pid, r) for pid, r in zip(prompt_ids, texts) if r is not None]
+            if not answered:
+                continue
+            judgements = [world.judge(pid, r) for pid, r in answered]
+            util = [self.heldout.utility(pid, r) for pid, r in answered]
             closed = [j for j in judgements if j.family in world.closed_domain]
             open_qa = [j for j in judgements if j.family == "open_qa"]
             harmful = [j for j in judgements if j.family == "harmful"]

@@ -22,6 +22,7 @@ from instructgpt.models import (
 )
 from instructgpt.scoring import context_length, score_pairs
 from instructgpt.text import prompt_context
+from tests.helpers import same_weights
 
 
 def _ids(tok, text):
@@ -56,7 +57,7 @@ def test_tokenizer_without_pad_or_unk_gets_a_new_pad_row_the_same_on_every_load(
     b, _ = load_causal_lm(d)
     assert tok.pad_token == "<|pad|>" and tok.pad_token_id == 400 and tok.pad_token_id != tok.eos_token_id
     assert a.get_input_embeddings().weight.shape[0] == 401
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert same_weights(a, b)
     rm = RewardModel.from_causal_lm(d)  # the RM's backbone fits the same tokenizer
     assert torch.equal(rm.backbone.get_input_embeddings().weight, a.get_input_embeddings().weight)
 

@@ -27,6 +27,7 @@ from instructgpt.train.ppo import (
     train_ppo,
 )
 from instructgpt.train.ppo.rollout import token_logprobs
+from tests.helpers import same_weights
 
 from .conftest import tol
 from .test_ppo_effects import PROMPTS, PrefersTokens
@@ -88,9 +89,8 @@ def test_the_policy_update_does_not_depend_on_the_value_learning_rate(tiny_model
     # one PPO step: the rollout, and so the advantages, are the same; only vf_lr differs
     slow, slow_value, _ = _run(tiny_model, tokenizer, model_dir, steps=1, lr=1e-3, vf_lr=1e-5)
     fast, fast_value, _ = _run(tiny_model, tokenizer, model_dir, steps=1, lr=1e-3, vf_lr=1e-1)
-    assert all(torch.equal(a, b) for a, b in zip(slow.state_dict().values(), fast.state_dict().values()))
-    assert not all(torch.equal(a, b) for a, b in zip(slow_value.state_dict().values(),
-                                                       fast_value.state_dict().values()))
+    assert same_weights(slow, fast)
+    assert not same_weights(slow_value, fast_value)
 
 
 def test_the_value_update_is_not_throttled_by_the_policy_gradient(tiny_model, tokenizer, model_dir):
@@ -100,7 +100,7 @@ def test_the_value_update_is_not_throttled_by_the_policy_gradient(tiny_model, to
     _, ptx, logged = _run(tiny_model, tokenizer, model_dir, steps=1, lr=1e-3, vf_lr=1e-3, grad_clip=0.5,
                           ptx_coef=100.0)
     assert logged[0]["ppo/policy/grad_norm"] > 10 * 0.5  # the policy's norm is far above the clip ...
-    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), ptx.state_dict().values()))
+    assert same_weights(plain, ptx)
 
 
 def test_a_larger_value_learning_rate_fits_the_returns_better(tiny_model, tokenizer, model_dir):
@@ -151,7 +151,7 @@ def test_the_step_functions_compose_to_train_ppo(tiny_model, tokenizer, model_di
     trained = copy.deepcopy(tiny_model)
     train_ppo(trained, copy.deepcopy(tiny_model), RewardModel.from_causal_lm(model_dir, seed=3), rm, tokenizer,
               PROMPTS, [], cfg)
-    assert all(torch.equal(a, b) for a, b in zip(by_hand.state_dict().values(), trained.state_dict().values()))
+    assert same_weights(by_hand, trained)
 
 
 def test_a_value_model_copied_from_the_rm_learns_at_its_own_rate_not_the_rms_gain(tiny_model, tokenizer, model_dir,

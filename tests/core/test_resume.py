@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-import torch
 
 from instructgpt.models import RewardModel
 from instructgpt.train.checkpoint import LAST
@@ -13,6 +12,7 @@ from instructgpt.train.ppo import KLConfig, PPOConfig, train_ppo
 from instructgpt.train.pretrain import PretrainConfig, pretrain
 from instructgpt.train.reward import RewardConfig, train_reward_model
 from instructgpt.train.sft import SFTConfig, train_sft
+from tests.helpers import same_weights
 
 from .conftest import make_pairs
 from .test_train import make_comparisons
@@ -27,10 +27,6 @@ def crash_at(step: int):
         if s == step:
             raise Crash(f"simulated crash at step {s}")
     return log
-
-
-def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 def run_resumed(make, train_fn, crash_step: int, tmp_path):

@@ -140,3 +140,48 @@ def test_malformed_demonstration_names_file_line_and_field(tmp_path, line, words
     path.write_text(good + "\n" + (line if isinstance(line, str) else json.dumps(line)) + "\n")
     with pytest.raises(InputError, match=rf"{path}:2: .*{words}"):
         read_demonstrations(path)
+
+
+def _duplicated_log(write_jsonl) -> Path:
+    """Requests repeated in the log, the labels written for a later copy (issue 22: a team lost
+    103 of 148 demonstrations to dedup keeping the earliest copy)."""
+    day = "2022-01-0{}T00:00:00Z".format
+    return write_jsonl([
+        row("a1", "u1", text="Explain how owls hunt at night.", ts=day(1)),
+        row("a2", "u2", text="explain how owls hunt at night.", ts=day(2)),  # demonstration
+        row("b1", "u3", text="Write a poem about the sea, please.", ts=day(1)),
+        row("b2", "u4", text="Write a poem about the sea, please.", ts=day(2)),  # ranking
+        row("b3", "u5", text="Write a poem about the sea, please.", ts=day(3)),  # demonstration and ranking
+        row("c1", "u6", text="List five uses of a paperclip.", ts=day(1)),  # demonstration
+        row("c2", "u7", text="List five uses of a paperclip.", ts=day(2)),  # demonstration, as many labels
+        row("d1", "u8", text="Mail me at ann@example.com about the owls.", ts=day(1)),  # demonstration, PII
+        row("e1", "u9", text="Name three rivers in Europe.", ts=day(1)),
+    ])
+
+
+DUPLICATED_LABELS = Labeled(demonstrated=frozenset({"a2", "b3", "c1", "c2", "d1", "gone"}),
+                            ranked=frozenset({"b2", "b3"}))
+
+
+@pytest.mark.parametrize("cfg", [IngestConfig(), labels_cfg(sft=0, rm=0, ppo=1)], ids=["share", "labels"])
+def test_dedup_keeps_the_labeled_copy_and_counts_every_label(write_jsonl, cfg):
+    res = ingest(_duplicated_log(write_jsonl), cfg, progress=False, labeled=DUPLICATED_LABELS)
+    assert sorted(res.kept["prompt_id"]) == ["a2", "b3", "c1", "e1"]  # most labels, then earliest
+    dup = res.quarantine[res.quarantine["reason"] == "duplicate"].set_index("prompt_id")["detail"]
+    assert dup.to_dict() == {"a1": "same normalised prefix as kept prompt a2",
+                             "b1": "same normalised prefix as kept prompt b3",
+                             "b2": "same normalised prefix as kept prompt b3",
+                             "c2": "same normalised prefix as kept prompt c1"}
+    assert res.report["labels"] == {
+        "demonstration": {"prompts": 6, "kept": 3, "kept_over_earlier_copy": 2,
+                          "dropped": {"duplicate": 1, "pii:EMAIL": 1}, "not_in_log": 1},
+        "ranking": {"prompts": 2, "kept": 1, "kept_over_earlier_copy": 1,
+                    "dropped": {"duplicate": 1}, "not_in_log": 0},
+    }
+    assert res.report["accounting_ok"] and res.report["deduplicated"] == 4
+
+
+def test_dedup_without_labels_keeps_the_earliest(write_jsonl):
+    res = ingest(_duplicated_log(write_jsonl), IngestConfig(), progress=False)
+    assert sorted(res.kept["prompt_id"]) == ["a1", "b1", "c1", "e1"]
+    assert "labels" not in res.report

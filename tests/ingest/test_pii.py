@@ -333,3 +333,89 @@ def test_gate_finds_nothing_the_filter_let_through(write_jsonl, tmp_path, monkey
     gate = run_gate("ingest", gate_tables(res.kept, res.report, cfg.max_prompts_per_user, gate_detector),
                     part="outputs")
     assert gate.success
+
+
+# European numbering formats (issue 22), found with the default config (no phone_regions): a
+# country code and digit groups, national numbers after the trunk 0, extensions, and the formats
+# without a trunk 0 after a phone word.
+EUROPEAN_PHONES = {
+    "FR": [("Appelle-moi au +33 6 12 34 56 78 ce soir", "+33 6 12 34 56 78"),
+           ("mon portable : 06 12 34 56 78", "06 12 34 56 78"),
+           ("rappelez le 01.42.68.53.00 demain", "01.42.68.53.00"),
+           ("depuis l'étranger : 0033 1 42 68 53 00", "0033 1 42 68 53 00")],
+    "DE": [("Ruf mich an: +49 30 1234567", "+49 30 1234567"),
+           ("Telefon 030 1234567, danke", "030 1234567"),
+           ("Büro (030) 123 456 78", "(030) 123 456 78"),
+           ("Handy 0151 23456789", "0151 23456789"),
+           ("Durchwahl 030/1234567-89", "030/1234567-89"),
+           ("erreichbar unter +49 (0)89 12345678", "+49 (0)89 12345678")],
+    "GB": [("ring 0044 20 7946 0958 tonight", "0044 20 7946 0958"),
+           ("call 020 7946 0958 please", "020 7946 0958"),
+           ("my mobile is 07700 900123", "07700 900123"),
+           ("office +44 20 7946 0958 ext. 12", "+44 20 7946 0958 ext. 12"),
+           ("desk: +44 (0)20 7946 0958 x 345", "+44 (0)20 7946 0958 x 345")],
+    "IT": [("chiamami al +39 347 123 4567", "+39 347 123 4567"),
+           ("ufficio 06 1234 5678", "06 1234 5678"),
+           ("il mio cellulare è 347 1234567", "347 1234567"),
+           ("numero fisso 02 12345678", "02 12345678")],
+    "ES": [("Llámame al +34 612 345 678", "+34 612 345 678"),
+           ("mi móvil es 612 34 56 78", "612 34 56 78"),
+           ("teléfono 91 123 45 67", "91 123 45 67")],
+    "NL": [("bel me op +31 6 12345678", "+31 6 12345678"),
+           ("mijn nummer is 06-12345678", "06-12345678"),
+           ("kantoor 020-123 4567", "020-123 4567")],
+    "CH": [("ruf an: +41 79 123 45 67", "+41 79 123 45 67"),
+           ("Tel. 044 668 18 00", "044 668 18 00")],
+    "BE": [("bel +32 470 12 34 56", "+32 470 12 34 56"),
+           ("mon numéro: 02 123 45 67", "02 123 45 67"),
+           ("gsm 0470 12 34 56", "0470 12 34 56")],
+    "PL": [("zadzwoń +48 512 345 678", "+48 512 345 678"),
+           ("mój numer to 512-345-678", "512-345-678"),
+           ("telefon 22 123 45 67", "22 123 45 67")],
+    "SE": [("ring mig på +46 70 123 45 67", "+46 70 123 45 67"),
+           ("mitt nummer är 070-123 45 67", "070-123 45 67"),
+           ("kontor 08-123 456 78", "08-123 456 78")],
+    "AT": [("Handy +43 664 1234567", "+43 664 1234567")],
+    "IE": [("text me on +353 87 123 4567", "+353 87 123 4567")],
+    "PT": [("liga para +351 912 345 678", "+351 912 345 678")],
+}
+
+# Numbers in prompts that are no phone number: years, amounts, counts, dates and times, versions.
+PLAIN_NUMBERS = [
+    "The population grew from 1 250 000 to 1 310 000 between 2019 and 2023.",
+    "It costs 1.299.000 EUR, or 1 299 000 euros in total.",
+    "The 2024 budget is 1 234 567 890 EUR.",
+    "Upgrade from version 0.12.34 to 0.13.1 today.",
+    "Wir treffen uns am 05.06.2023 um 14.30 Uhr.",
+    "Rendez-vous le 05/06/2023 à 14:30, salle 0.12.",
+    "between 10:30 and 12:45 on 01/02/2023",
+    "The invoice 2023-0456-789 is due next week.",
+    "Order 0012345 shipped on 2023-05-06.",
+    "ISBN 978-3-16-148410-0 is the book.",
+    "Take 0.5 mg twice a day with 250 ml of water.",
+    "The coordinates are 48.8566, 2.3522 in Paris 75008.",
+    "Python 3.11.4 and numpy 1.26.0 on build 0.9.12.3",
+    "Sales: +12 % in Q1 2024, +8 % in Q2 2024.",
+    "The years 1989 1990 1991 and 2001 2002 2003 were listed.",
+    "Prices: 612 345 678 units sold, revenue 512 345 678 dollars.",
+]
+
+
+@pytest.mark.parametrize("country", sorted(EUROPEAN_PHONES))
+def test_european_phone_formats_per_country(detector, country):
+    for text, value in EUROPEAN_PHONES[country]:
+        assert ("PHONE", value) in _found(detector, text), (text, _found(detector, text))
+        assert detector.find_many([text]) == [detector.find(text)]  # the pre-filter lets it through
+
+
+def test_european_phone_redacted_with_its_extension(write_jsonl):
+    cfg = IngestConfig()
+    cfg.pii.mode = "redact"
+    res = ingest(write_jsonl([row("p1", text="office +44 20 7946 0958 ext. 12, or 030/1234567-89")]), cfg,
+                 progress=False)
+    assert res.kept["text"].tolist() == ["office <PHONE>, or <PHONE>"]
+
+
+@pytest.mark.parametrize("text", PLAIN_NUMBERS + NEGATIVE + LOOKALIKES)
+def test_plain_numbers_are_no_phone(detector, text):
+    assert [s for s in detector.find(text) if s.type == "PHONE"] == [], _found(detector, text)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tasks.common import EXIT_AWAITING, main
 from tests.judging.conftest import set_params
@@ -105,12 +106,12 @@ def test_judge_none_gives_proxy_figures_only(workspace):
 def test_the_rm_orders_demonstrations_over_answers_only_where_a_demonstration_exists():
     from tasks.evaluate import REFERENCE, rm_orders_demonstrations
 
-    responses = {REFERENCE: ["demo a", "", "demo c", "demo d"], "sft": ["x", "y", "z", "w"], "ppo": list("pqrs")}
-    scores = {REFERENCE: [1.0, 9.0, 0.0, 2.0], "sft": [0.0, 0.0, 1.0, 2.0], "ppo": [-1.0, 0.0, -1.0, -1.0]}
+    responses = {REFERENCE: ["demo a", None, "demo c", "demo d"], "sft": ["x", "y", "z", "w"], "ppo": list("pqrs")}
+    scores = {REFERENCE: [1.0, None, 0.0, 2.0], "sft": [0.0, 0.0, 1.0, 2.0], "ppo": [-1.0, 0.0, -1.0, -1.0]}
     m = rm_orders_demonstrations(scores, responses)
-    # prompt 1 has no demonstration (its empty answer is not a pair); the tie on prompt 4 counts half
+    # prompt 1 has no demonstration (no pair); the tie on prompt 4 counts half
     assert m == {"rm/demonstration_over_sft": 1.5 / 3, "rm/demonstration_over_ppo": 1.0, "rm/demonstration_pairs": 3}
-    assert rm_orders_demonstrations(scores, {**responses, REFERENCE: ["", "", "", ""]}) == {}
+    assert rm_orders_demonstrations(scores, {**responses, REFERENCE: [None] * 4}) == {}
 
 
 def test_best_of_n_picks_the_rms_favourite_of_n_sft_samples(workspace, monkeypatch):
@@ -135,3 +136,24 @@ def test_best_of_n_picks_the_rms_favourite_of_n_sft_samples(workspace, monkeypat
     for i, response in enumerate(picked):
         block = seen["scores"][3 * i: 3 * i + 3]
         assert response == seen["drawn"][3 * i + block.index(max(block))]
+
+
+def test_demonstration_figures_only_over_prompts_that_have_one(workspace):
+    """Issue 22: test prompts without a demonstration counted as empty answers in the labelers'
+    demonstrations row ("words 0.7"); they are left out, and the report says how many count."""
+    set_params(workspace, "evaluate", judge="none")
+    test_ids = {p["prompt_id"] for p in read_jsonl("outputs/ingest/prompts.jsonl") if p["split"] == "test"}
+    without = set(sorted(test_ids)[::2])
+    demos = [d for d in read_jsonl("data/demonstrations.jsonl") if d["prompt_id"] not in without]
+    Path("data/demonstrations.jsonl").write_text("".join(json.dumps(d) + "\n" for d in demos))
+    assert run_evaluate() == 0
+    samples = read_jsonl("outputs/evaluate/samples.jsonl")
+    answered = [s["demonstration"] for s in samples if s["prompt_id"] not in without]
+    assert 0 < len(answered) < len(samples)  # some sampled test prompts have none
+    assert all(s["demonstration"] is None for s in samples if s["prompt_id"] in without)
+    metrics = json.loads(Path("outputs/evaluate/metrics.json").read_text())
+    words = sum(len(a.split()) for a in answered) / len(answered)
+    assert metrics["demonstration"]["response_words"] == pytest.approx(words)
+    assert metrics["demo_loss_prompts"] == len(answered)
+    report = Path("outputs/evaluate/report.md").read_text()
+    assert f"| labelers' demonstrations ({len(answered)} of {len(samples)} prompts have one) |" in report

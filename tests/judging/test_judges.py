@@ -55,3 +55,20 @@ def test_simulated_gold_reports_the_well_formed_rate_of_every_model(tmp_path):
     table = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
     column = table[0].index("well-formed")
     assert {row[0]: row[column] for row in table[2:]} == {LABELS["sft"]: "100.0%", LABELS["ppo"]: "25.0%"}
+
+
+def test_simulated_gold_leaves_out_prompts_without_a_demonstration(tmp_path):
+    """Issue 22: the labelers' demonstrations row counted test prompts without one as empty answers."""
+    from instructgpt.world.generate import generate
+
+    generate(tmp_path, "tiny", seed=0)
+    judge = make_judge("simulated", tmp_path / "world")
+    world = judge.world
+    pids = [pid for pid in world.prompt_ids() if world.family(pid) != "classification"][:8]
+    golds = [world.gold(pid) for pid in pids]
+    some = [g if i % 2 else None for i, g in enumerate(golds)]  # half the prompts have a demonstration
+    gold = judge.gold(pids, {"all": golds, "demonstration": some})
+    subset = judge.gold(pids[1::2], {"demonstration": golds[1::2]})
+    assert gold.metrics["demonstration/well_formed_rate"] == 1.0
+    assert {k: v for k, v in gold.metrics.items() if k.startswith("demonstration/")} == subset.metrics
+    assert gold.per_family["demonstration"].dropna().equals(subset.per_family["demonstration"].dropna())

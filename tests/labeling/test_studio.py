@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from instructgpt.labeling import service
-from instructgpt.labeling.formats import judgements_from_label_studio, write_jsonl
+from instructgpt.judging.human import read_judgements
+from instructgpt.labeling.formats import write_jsonl
 from instructgpt.labeling.run import label
 from instructgpt.labeling.studio import Studio, choice_result, pull, push, ranking_result
 from instructgpt.labeling.validation import PromptIndex
@@ -144,8 +145,9 @@ def test_judge_round_trip(studio_url, tmp_path):
         if t["data"]["task_id"] in picked:
             studio.annotate(t["id"], choice_result(picked[t["data"]["task_id"]]), completed_by=judge)
     pull(studio, outbox, tmp_path)
-    judgements, rejected = judgements_from_label_studio(tmp_path / "labels/judgements/label_studio.json")
-    assert rejected == []
-    assert sorted((j["task_id"], j["choice"], j["judge_id"]) for j in judgements) == [
+    # read as the evaluate stage reads inputs.judgements (the human judge), not by a reader no stage calls
+    judgements, ignored = read_judgements(tmp_path / "labels/judgements")
+    assert ignored == [] and [j.problem for j in judgements] == [None] * 3
+    assert sorted((j.task_id, j.choice, j.judge_id) for j in judgements) == [
         ("j0", "a", f"label-studio:{judge}"), ("j1", "b", f"label-studio:{judge}"),
         ("j2", "tie", f"label-studio:{judge}")]

@@ -71,3 +71,27 @@ def test_labels_mode_with_simulated_labelers_reads_no_rankings(project):
     ds, report = _ingest()
     assert ds["p0"] == ds["p1"] == "sft" and ds["p2"] == ds["p3"] == "ppo"
     assert report["assigned_by_reason"]["ranking"] == 0
+
+
+@pytest.mark.parametrize("assign", ["labels", "share"])
+def test_labels_survive_earlier_duplicates(project, assign):
+    """A day-0 partition repeats p0-p3 (labeled in the fixture) earlier, under other ids and users:
+    dedup keeps the labeled copies, in either assign mode, and the report counts every label."""
+    earlier = [{"prompt_id": f"e{i}", "user_id": f"v{i}", "text": f"Explain how {t} work ."}
+               for i, t in enumerate(TOPICS[:4])]
+    pd.DataFrame(earlier).to_json(project / "log/day0.jsonl", orient="records", lines=True)
+    _params(project, "human")
+    if assign == "share":
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["ingest"]["datasets"] = {"assign": "share", "sft": 0.4, "rm": 0.25, "ppo": 0.35}
+        (project / "params.yaml").write_text(yaml.safe_dump(params))
+    ds, report = _ingest()
+    assert sorted(ds) == [f"p{i}" for i in range(8)]  # no e*: each is an earlier copy of a labeled prompt
+    assert report["deduplicated"] == 4
+    assert report["labels"] == {
+        "demonstration": {"prompts": 2, "kept": 2, "kept_over_earlier_copy": 2, "dropped": {}, "not_in_log": 0},
+        "ranking": {"prompts": 3, "kept": 3, "kept_over_earlier_copy": 3, "dropped": {}, "not_in_log": 0},
+    }
+    quarantine = pd.read_json("outputs/ingest/quarantine.jsonl", lines=True, dtype=False)
+    assert sorted(quarantine["prompt_id"]) == ["e0", "e1", "e2", "e3"]
+    assert set(quarantine["reason"]) == {"duplicate"}

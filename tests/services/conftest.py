@@ -4,6 +4,7 @@ workspace restored from the first one's run cache through S3.
 
 The services tests are marked `services` and run by `make test-services` (.ci/run runs it after
 `make test`): they train the tiny profile once (~5 min on 2 busy cores) and start four servers.
+A test that skips for a missing server fails under CI=true (tests/services/ci.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 from tests.e2e.conftest import make_workspace, share_run_cache
 from tests.services import servers
+from tests.services.ci import pytest_runtest_makereport  # noqa: F401  (a skip fails under CI=true)
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # boto never asks a cloud for credentials
 STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "evaluate"]
