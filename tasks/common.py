@@ -441,6 +441,9 @@ def _start_run(name: str):
     }
     if os.environ.get("PREFECT__FLOW_RUN_ID"):
         tags["prefect_flow_run_id"] = os.environ["PREFECT__FLOW_RUN_ID"]
+    tags[tracking.PROCESS_TAG] = tracking.process_tag()
+    for run_id in tracking.close_orphaned_runs(exp_id, f"tags.stage = '{name}'"):
+        print(f"[{name}] MLflow run {run_id} of an earlier '{name}' process that was killed: marked KILLED")
     return mlflow.start_run(experiment_id=exp_id, run_name=name, parent_run_id=parent, tags=tags)
 
 
