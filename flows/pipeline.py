@@ -30,6 +30,7 @@ import codecs
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -156,10 +157,14 @@ def run_dvc_stage(stage: str, parent_run_id: str | None, log: Callable[[str], No
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     stage_log = StageLog(log)
     chunks = []
-    while data := proc.stdout.read(65536):
-        text = decoder.decode(data)
-        stage_log.feed(text)
-        chunks.append(text)
+    try:
+        while data := proc.stdout.read(65536):
+            text = decoder.decode(data)
+            stage_log.feed(text)
+            chunks.append(text)
+    finally:  # the flow stopped (SIGTERM, Ctrl-C): `dvc repro` must not go on alone, holding the workspace's lock
+        if proc.poll() is None and sys.exc_info()[0] is not None:
+            proc.terminate()
     stage_log.feed(decoder.decode(b"", final=True))
     stage_log.close()
     proc.wait()
@@ -334,7 +339,9 @@ def build_flow():
             "git_commit": tracking.git_commit(),
             "dvc_lock": tracking.dvc_lock_hash(),
             "prefect_flow_run_id": str(flow_run.get_id() or ""),
+            tracking.PROCESS_TAG: tracking.process_tag(),
         }
+        tracking.close_orphaned_runs(exp_id, "attributes.run_name = 'pipeline'")
         outcomes: list[StageOutcome] = []
         with mlflow.start_run(experiment_id=exp_id, run_name="pipeline", tags=tags) as parent:
             for stage in stages or STAGES:
@@ -409,6 +416,21 @@ def _overview(outcomes: list[StageOutcome], exp_id: str, parent_id: str | None) 
     return "\n".join(lines)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the flow is (``_stop_on_sigterm``)."""
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (`kill`, a scheduler, a container stop) as Ctrl-C: unwind the flow instead of dying.
+
+    By default SIGTERM ends the process at once, and nothing registered to clean up runs: the
+    ephemeral Prefect server this process started (a uvicorn child, stopped by an atexit hook)
+    keeps running with no one to stop it, the flow run stays Running, the MLflow parent run
+    stays RUNNING. Raised as KeyboardInterrupt, Prefect marks the flow run crashed, the MLflow
+    run ends, the running `dvc repro` is terminated, and the atexit hook stops the server."""
+    raise Terminated(f"signal {signum} (SIGTERM)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default=DEMO,
@@ -421,11 +443,15 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "flows.pipeline"] + (["--stages", *args.stages] if args.stages else [])
         return subprocess.run(cmd, cwd=workspace).returncode
     t0 = time.time()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         outcomes = build_flow()(stages=args.stages)
     except StageFailed as exc:
         print(f"\npipeline stopped: {exc}", file=sys.stderr)
         return exc.code or 1
+    except Terminated:
+        print("\npipeline stopped: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     ran = [o["stage"] for o in outcomes if o["ran"]]
     print(f"\npipeline finished in {time.time() - t0:.0f}s; ran: {ran or 'nothing (all up to date)'}")
     return 0

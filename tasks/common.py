@@ -341,8 +341,12 @@ class AwaitingLabels(RuntimeError):
             f"`make labels-pull`; or write answers as JSONL into {answers}/, format in README), then "
             f"run `dvc repro` again (the Prefect flow waits: resume it from its UI)." + (f" {how}" if how else ""))
 
+    @staticmethod
+    def marker_of(stage: str) -> Path:
+        return Path("labels/outbox") / f"{stage}.waiting.json"
+
     def marker(self) -> Path:
-        return Path("labels/outbox") / f"{self.stage}.waiting.json"
+        return self.marker_of(self.stage)
 
     def write_marker(self) -> None:
         path = self.marker()
@@ -360,6 +364,10 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
     stages sharing one section, e.g. ppo and ppo_noptx)."""
     Path("outputs").mkdir(exist_ok=True)
     lineage.record_opens(name)
+    if RANK == 0:
+        # The marker says "this stage stopped for labels" to the flow and to scripts (README, "In a
+        # script"): one left by an earlier stop would make any later failure read as waiting.
+        AwaitingLabels.marker_of(name).unlink(missing_ok=True)
     try:
         params = load_params()
     except (OSError, yaml.YAMLError) as exc:
@@ -383,7 +391,6 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
                 body(stage)
             if stage.is_main:
                 stage.commit()
-                (Path("labels/outbox") / f"{name}.waiting.json").unlink(missing_ok=True)  # no longer waiting
         except ConfigError as exc:
             return _fail(name, run, f"{getattr(exc, 'kind', 'bad params')}: {exc}", EXIT_CONFIG)
         except GateFailed as exc:
@@ -441,6 +448,9 @@ def _start_run(name: str):
     }
     if os.environ.get("PREFECT__FLOW_RUN_ID"):
         tags["prefect_flow_run_id"] = os.environ["PREFECT__FLOW_RUN_ID"]
+    tags[tracking.PROCESS_TAG] = tracking.process_tag()
+    for run_id in tracking.close_orphaned_runs(exp_id, f"tags.stage = '{name}'"):
+        print(f"[{name}] MLflow run {run_id} of an earlier '{name}' process that was killed: marked KILLED")
     return mlflow.start_run(experiment_id=exp_id, run_name=name, parent_run_id=parent, tags=tags)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import great_expectations.expectations as gxe
 import pandas as pd
 
+from instructgpt.config import ConfigError
 from tasks import inputs
 from tasks.common import Stage, main
 from tasks.gates import Table
@@ -23,6 +24,9 @@ def body(stage: Stage) -> None:
     labeled = labeled_prompts(stage)
     result = ingest(inputs.raw("prompts"), cfg, progress=True, labeled=labeled)
     kept, report = result.kept, result.report
+    starved = starved_stages(kept, labeled, cfg)
+    if starved:
+        raise StarvedStage("these stages would find no data (nothing was written):\n" + "\n".join(starved))
     detector = PiiDetector(cfg.pii)
     stage.gate(gate_tables(kept, report, cfg.max_prompts_per_user, detector), part="outputs")
 
@@ -43,6 +47,49 @@ def body(stage: Stage) -> None:
         reasons = result.quarantine["reason"].value_counts().rename_axis("reason").reset_index()
         mlflow.log_table(reasons, "ingest/quarantine_reasons.json")
         mlflow.log_table(kept.sample(min(50, len(kept)), random_state=0)[COLUMNS], "ingest/sample.json")
+
+
+class StarvedStage(ConfigError):
+    """Ingest's datasets would leave a later stage with nothing to read. Raised before any output
+    and any training: otherwise the pipeline trains the base and SFT models for minutes and only
+    the label (or PPO, or evaluate) stage's gate says that its table is empty, without saying
+    which setting emptied it. A ConfigError (exit 2, not retried): the settings or labels must change."""
+
+    kind = "a later stage would starve"
+
+
+def starved_stages(kept: pd.DataFrame, labeled, cfg) -> list[str]:
+    """One line per later stage whose input ingest leaves empty: the stage, the dataset and splits
+    it reads (the same tables its gate requires non-empty), and the setting to change."""
+    datasets = cfg.datasets
+    by_labels = datasets.assign == "labels"
+
+    def rows(dataset: str | None, splits: tuple[str, ...]) -> pd.DataFrame:
+        chosen = kept["split"].isin(splits)
+        return kept[chosen & (kept["dataset"] == dataset)] if dataset else kept[chosen]
+
+    out = []
+    sft_train = rows("sft", ("train",))
+    if not sft_train["prompt_id"].isin(labeled.demonstrated).any():
+        hint = ("give log prompts a demonstration (inputs.demonstrations): with assign: labels they go to SFT"
+                if by_labels else f"raise ingest.datasets.sft (now {datasets.sft}) or add demonstrations "
+                                  "(inputs.demonstrations) for more log prompts")
+        out.append(f"- sft: no SFT train prompt has a demonstration ({len(sft_train)} SFT train prompts, "
+                   f"{len(labeled.demonstrated)} prompt ids in inputs.demonstrations): {hint}")
+    if rows("rm", ("train", "valid")).empty:
+        hint = f"raise ingest.datasets.rm (now {datasets.rm})"
+        if by_labels:
+            hint += (" or give prompts a human ranking (inputs.rankings with label.labelers: human): "
+                     "with assign: labels they go to RM")
+        out.append(f"- label: no RM prompt in the train/valid splits to rank: {hint}")
+    if rows("ppo", ("train",)).empty:
+        api = int((kept["source"] == "api").sum())
+        out.append(f"- ppo: no PPO prompt in the train split ({api} kept API prompts; PPO takes API prompts "
+                   f"only): raise ingest.datasets.ppo (now {datasets.ppo})")
+    if rows(None, ("test",)).empty:
+        out.append(f"- evaluate: no prompt in the test split ({len(kept)} kept prompts): raise "
+                   f"ingest.split.test (now {cfg.split.test}) or bring prompts from more users (the split is by user)")
+    return out
 
 
 def labeled_prompts(stage: Stage):

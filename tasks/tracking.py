@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 from pathlib import Path
 
 EXPERIMENT = os.environ.get("INSTRUCTGPT_EXPERIMENT", "instructgpt")
 PARENT_ENV = "INSTRUCTGPT_PARENT_RUN_ID"
 STORE_DIR = Path("mlflow")
+PROCESS_TAG = "instructgpt.process"
+"""Tag of a run: ``host:pid:start time`` of the process that opened it (see ``close_orphaned_runs``)."""
 
 
 def tracking_uri() -> str:
@@ -92,3 +95,49 @@ def run_url(experiment_id: str, run_id: str, host: str | None = None) -> str:
         uri = os.environ.get("MLFLOW_TRACKING_URI", "")
         host = uri.rstrip("/") if is_server(uri) else "http://127.0.0.1:5000"
     return f"{host}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def process_tag() -> str:
+    """``host:pid:start time`` of this process. The start time tells a reused pid from the one
+    that opened the run."""
+    import psutil
+
+    return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.3f}"
+
+
+def _process_gone(tag: str) -> bool:
+    """True when the process a ``process_tag`` names has ended on this host; False when it runs,
+    or ran on another host (a shared tracking server: nothing here can tell whether it lives)."""
+    import psutil
+
+    host, pid, started = tag.rsplit(":", 2)
+    if host != socket.gethostname():
+        return False
+    try:
+        proc = psutil.Process(int(pid))
+        return abs(proc.create_time() - float(started)) > 0.01 or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def close_orphaned_runs(experiment_id: str, filter_string: str) -> list[str]:
+    """Mark as KILLED the RUNNING runs matching ``filter_string`` whose process is gone; their ids.
+
+    A process killed with SIGKILL (the OOM killer, a pre-empted machine, `kill -9`) never ends
+    its MLflow run, which then shows as RUNNING forever and looks like a live stage. The stage
+    that starts next in its place closes it, with the tag ``killed_reason`` saying why. Runs
+    without ``PROCESS_TAG`` (older runs) and runs of live processes are left alone."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    closed = []
+    for run in client.search_runs([experiment_id], f"{filter_string} and attributes.status = 'RUNNING'"):
+        tag = run.data.tags.get(PROCESS_TAG)
+        if tag is None or not _process_gone(tag):
+            continue
+        client.set_tag(run.info.run_id, "killed_reason",
+                       f"its process ({tag}) ended without closing the run (killed, e.g. SIGKILL); "
+                       f"marked KILLED when the next run started")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        closed.append(run.info.run_id)
+    return closed

@@ -44,7 +44,9 @@ def _params(project: Path, labelers: str) -> None:
         "inputs": {"prompts": "log", "demonstrations": "demonstrations.jsonl", "corpus": "corpus.jsonl",
                    "nlp_task": "nlp_task.jsonl", "models": "models", "rankings": "labels/rankings",
                    "judgements": "labels/judgements"},
-        "ingest": {"datasets": {"assign": "labels", "sft": 0, "rm": 0, "ppo": 1}},
+        # a test split every stage can use: ingest stops when a later stage would find none
+        "ingest": {"datasets": {"assign": "labels", "sft": 0, "rm": 0, "ppo": 1},
+                   "split": {"train": 0.5, "valid": 0.2, "test": 0.3}},
         "label": {"labelers": labelers},
     }
     (project / "params.yaml").write_text(yaml.safe_dump(params))
@@ -68,9 +70,40 @@ def test_labels_mode_with_human_rankings(project):
 
 def test_labels_mode_with_simulated_labelers_reads_no_rankings(project):
     _params(project, "simulated")  # inputs.rankings would be the world: no human ranking exists yet
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["ingest"]["datasets"].update(ppo=0.5, rm=0.5)  # 0/0/1 would leave RM empty (next test)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
     ds, report = _ingest()
-    assert ds["p0"] == ds["p1"] == "sft" and ds["p2"] == ds["p3"] == "ppo"
-    assert report["assigned_by_reason"]["ranking"] == 0
+    assert ds["p0"] == ds["p1"] == "sft" and report["assigned_by_reason"]["ranking"] == 0
+
+
+def _set(project: Path, **datasets) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["ingest"]["datasets"].update(datasets)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.mark.parametrize("case", ["no_rankings", "no_ppo_share"])
+def test_ingest_stops_when_a_later_stage_would_find_its_dataset_empty(project, case, capsys):
+    """Shares sft 0 / rm 0 / ppo 1 (tests/fixtures/byod/params.yaml) with demonstrations but no
+    ranking yet send no prompt to RM: ingest says so, and what to change, before any training
+    (it passed, and the label stage's gate failed after base and SFT had trained). A PPO share
+    of 0 with share-assignment leaves PPO empty the same way."""
+    from tasks.ingest import body
+
+    _params(project, "human")
+    if case == "no_rankings":
+        for f in (project / "labels/rankings").glob("*.jsonl"):
+            f.unlink()
+        stage, setting = "label", "ingest.datasets.rm (now 0"
+    else:
+        _set(project, assign="share", sft=0.5, rm=0.5, ppo=0)
+        stage, setting = "ppo", "ingest.datasets.ppo (now 0"
+    assert main("ingest", body) == 2  # a config error: not retried, nothing trained
+    err = capsys.readouterr().err
+    [line] = [ln for ln in err.splitlines() if ln.startswith("- ")]  # the one starved stage
+    assert line.startswith(f"- {stage}: ") and setting in line, err
+    assert not Path("outputs/ingest/prompts.jsonl").exists()  # nothing written
 
 
 @pytest.mark.parametrize("assign", ["labels", "share"])
@@ -83,7 +116,7 @@ def test_labels_survive_earlier_duplicates(project, assign):
     _params(project, "human")
     if assign == "share":
         params = yaml.safe_load((project / "params.yaml").read_text())
-        params["ingest"]["datasets"] = {"assign": "share", "sft": 0.4, "rm": 0.25, "ppo": 0.35}
+        params["ingest"]["datasets"] = {"assign": "share", "sft": 0.3, "rm": 0.5, "ppo": 0.2}
         (project / "params.yaml").write_text(yaml.safe_dump(params))
     ds, report = _ingest()
     assert sorted(ds) == [f"p{i}" for i in range(8)]  # no e*: each is an earlier copy of a labeled prompt
