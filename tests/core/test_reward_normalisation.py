@@ -43,8 +43,11 @@ def test_samples_have_std_one_and_demonstrations_mean_zero(trained, tokenizer, p
     samples = comparison_samples(train)
     assert len(set(samples)) == len(samples) and set(samples) == {(c.prompt, r) for c in train for r in c.responses}
     scores = score_pairs(rm, tokenizer, samples, max_len=64)
-    assert float(scores.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)
-    assert float(score_pairs(rm, tokenizer, demos, max_len=64).mean()) == pytest.approx(0.0, abs=1e-4)
+    # re-scored here in this test's precision (bf16: activations rounded to 8 bits of mantissa,
+    # another padding than the normalisation's batches), so the tolerance is bf16's
+    assert float(scores.std(unbiased=False)) == pytest.approx(1.0, abs=tol(precision, 1e-4, 2e-3))
+    assert float(score_pairs(rm, tokenizer, demos, max_len=64).mean()) == pytest.approx(
+        0.0, abs=tol(precision, 1e-4, 5e-3))
     assert m["samples/std_reward"] == pytest.approx(1.0, abs=1e-4)
     assert m["demo/mean_reward"] == pytest.approx(0.0, abs=1e-4)
     assert m["gain"] == pytest.approx(float(rm.gain)) and m["bias"] == pytest.approx(float(rm.bias))
