@@ -39,11 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 import tasks  # noqa: F401  (offline environment variables)
 from flows.profiles import DEMO, profile_workspace
 from tasks import tracking
 
-STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "evaluate"]
+STAGES = list(yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())["stages"])
+"""dvc.yaml's stages in the order written there (an order DVC's graph allows)."""
 NOT_RETRIED = {2: "bad params", 3: "gate failed", 4: "training diverged", 5: "awaiting labels"}
 KEY_METRICS = {
     "ingest": ["rows_in", "kept", "removed"],
@@ -53,6 +56,9 @@ KEY_METRICS = {
     "rm": ["valid/accuracy", "gain", "bias"],
     "ppo": ["ppo/objective/scores", "ppo/objective/kl", "ptx_coef"],
     "ppo_noptx": ["ppo/objective/scores", "ppo/objective/kl", "ptx_coef"],
+    "label_round2": ["comparisons", "mean_k"],
+    "rm_round2": ["valid/accuracy", "data/round2_comparisons"],
+    "ppo_round2": ["ppo/objective/scores", "ppo/objective/kl"],
     "evaluate": ["win_rate/sft_vs_base", "win_rate/ppo_vs_sft", "win_rate/ppo_vs_base_fewshot",
                  "win_rate/ppo_noptx_vs_ppo", "registry/champion_moved"],
 }

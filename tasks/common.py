@@ -134,14 +134,18 @@ class Stage:
         return self.compute.place(model)
 
     # -- params -------------------------------------------------------------------------------
-    def config(self, cls: type[T], key: str | None = None, overrides: dict[str, Any] | None = None) -> T:
-        """Fill ``cls`` from ``params[stage]`` (or ``params[stage][key]``) and record it.
+    def config(self, cls: type[T], key: str | None = None, overrides: dict[str, Any] | None = None,
+               section: str | None = None) -> T:
+        """Fill ``cls`` from ``params[stage]`` (or ``params[stage][key]``, or another top-level
+        ``section`` such as ``rounds``) and record it.
 
         ``overrides`` replace params values before anything is recorded, so that the logged and
         saved config is exactly the one the trainer receives (e.g. ppo_noptx's ``ptx_coef: 0``)."""
-        data = self.section if key is None else (self.section.get(key) or {})
+        own = self.section if section is None else (self.params.get(section) or {})
+        data = own if key is None else (own.get(key) or {})
         data = {**data, **(overrides or {})}
-        where = self.section_name if key is None else f"{self.section_name}.{key}"
+        where = section or self.section_name
+        where = where if key is None else f"{where}.{key}"
         cfg = from_dict(cls, self._with_checkpoint_dirs(data), where)
         self._configs[where] = to_dict(cfg)
         if self.run is not None:
@@ -410,7 +414,9 @@ def main(name: str, body: Callable[[Stage], None], section: str | None = None) -
 
 
 def module_name(stage: str) -> str:
-    """The ``tasks.<name>`` module that runs a DVC stage (ppo_noptx is ``tasks.ppo --no-ptx``)."""
+    """The ``tasks.<name>`` module that runs a DVC stage (ppo_noptx is ``tasks.ppo --no-ptx``,
+    label_round2 ``tasks.label --round 2``, the same for rm and ppo)."""
+    stage = stage.removesuffix("_round2")
     return "ppo" if stage == "ppo_noptx" else stage
 
 

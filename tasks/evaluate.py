@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import great_expectations.expectations as gxe
@@ -45,16 +46,39 @@ VERSUS_CHAMPION = "ppo_vs_champion"  # the candidate against the registry's curr
 MONITORS = {"ppo": "outputs/ppo/monitor.jsonl", "ppo_noptx": "outputs/ppo_noptx/monitor.jsonl"}
 TASKS_FILE = Path("labels/outbox/judge_tasks.jsonl")
 RM = "outputs/rm/model"
+ROUND1 = "ppo_round1"  # with rounds.n: 2, round 1's PPO-ptx policy, judged against round 2's
 N_SHOTS = 2
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The models evaluate reads: round 1's, or (``rounds.n: 2``) round 2's PPO-ptx policy as "ppo"
+    with round 2's RM, and round 1's policy as ``ppo_round1`` judged against it."""
+
+    models: dict[str, str] = field(default_factory=lambda: dict(MODELS))
+    monitors: dict[str, str] = field(default_factory=lambda: dict(MONITORS))
+    rm: str = RM
+    comparisons: list[tuple[str, str]] = field(default_factory=lambda: list(COMPARISONS))
+
+
+def models_after(rounds: int) -> Sources:
+    """What evaluate judges after ``rounds`` rounds."""
+    if rounds < 2:
+        return Sources()
+    return Sources(models={**MODELS, "ppo": "outputs/ppo_round2/model", ROUND1: MODELS["ppo"]},
+                   monitors={**MONITORS, "ppo": "outputs/ppo_round2/monitor.jsonl", ROUND1: MONITORS["ppo"]},
+                   rm="outputs/rm_round2/model", comparisons=[*COMPARISONS, ("ppo", ROUND1)])
 
 
 def body(stage: Stage) -> None:
     from instructgpt.ingest.labeled import read_demonstrations
     from instructgpt.judging import make_judge, win_rate_rows
     from instructgpt.judging.proxy import SOURCES as PROXY_SOURCES
+    from instructgpt.rounds import RoundsConfig
     from instructgpt.stages import EvaluateConfig
 
     cfg = stage.config(EvaluateConfig)
+    src = models_after(stage.config(RoundsConfig, section="rounds").n)
     test = inputs.prompts(None, ("test",))
     stage.gate([Table("test_prompts", test, [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
@@ -64,12 +88,12 @@ def body(stage: Stage) -> None:
         test = test.sample(n=cfg.n_prompts, random_state=cfg.seed).sort_values("prompt_id")
     ids, texts = test["prompt_id"].astype(str).tolist(), test["text"].astype(str).tolist()
     demos = read_demonstrations(inputs.raw("demonstrations")).drop_duplicates("prompt_id").set_index("prompt_id")["response"]
-    generated, responses = generate_all(cfg, texts, fewshot_shots(demos), stage.place)
+    generated, responses = generate_all(cfg, texts, fewshot_shots(demos), stage.place, src.models)
     if cfg.best_of_n:
-        responses[BEST_OF_N] = best_of_n(cfg, texts, stage.place)
+        responses[BEST_OF_N] = best_of_n(cfg, texts, stage.place, src)
     # None where a test prompt has no demonstration: left out of the reference's figures, not an empty answer
     responses[REFERENCE] = [str(demos[pid]) if pid in demos.index else None for pid in ids]
-    comparisons = COMPARISONS + (BEST_OF_N_COMPARISONS if cfg.best_of_n else [])
+    comparisons = src.comparisons + (BEST_OF_N_COMPARISONS if cfg.best_of_n else [])
     champion = champion_answers(cfg, texts) if stage.run is not None else None
 
     judge = make_judge(cfg.judge, inputs.raw("judgements"), cfg.seed,
@@ -87,7 +111,7 @@ def body(stage: Stage) -> None:
                                  inputs.raw("judgements"), how=rejected_summary(verdict.counts)
                                  + " Or set evaluate.wait: false to report what is answered.")
 
-    names = [*MODELS, FEWSHOT, *([BEST_OF_N] if cfg.best_of_n else []), REFERENCE]
+    names = [*src.models, FEWSHOT, *([BEST_OF_N] if cfg.best_of_n else []), REFERENCE]
     metrics: dict[str, float] = {"n_prompts": len(ids)}
     win_rows = win_rate_rows(verdict, [f"{c}_vs_{b}" for c, b in comparisons], judge.name)
     for r in win_rows:
@@ -104,9 +128,9 @@ def body(stage: Stage) -> None:
     heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
     metrics.update(proxy_figures(cfg, texts, generated, responses, [(t, str(demos[pid])) for pid, t in zip(ids, texts)
                                                                      if pid in demos.index], heldout,
-                                   stage.place))
-    curve = overoptimisation(judge)
-    decision = registry_decision(judge.name, verdict, champion) if stage.run is not None else {}
+                                   stage.place, src))
+    curve = overoptimisation(judge, src.monitors)
+    decision = registry_decision(judge.name, verdict, champion, src) if stage.run is not None else {}
     stage.metrics.update(metrics)
     stage.metrics.update({f"registry/{k}": v for k, v in decision.items() if isinstance(v, (int, float))})
     sources = {**judge.sources, **PROXY_SOURCES}
@@ -128,7 +152,7 @@ def body(stage: Stage) -> None:
     plots.mkdir(parents=True, exist_ok=True)
     if any(r["n"] for r in win_rows):
         plot_win_rates(win_rows, plots / "win_rates.png", judge.name)
-    plot_alignment_tax(metrics, list(MODELS), plots / "alignment_tax.png")
+    plot_alignment_tax(metrics, list(src.models), plots / "alignment_tax.png")
     plot_overoptimisation(curve, plots / "overoptimisation.png", judge.sources.get("monitor"))
     samples = [
         {"prompt_id": pid, "prompt": p, **{m: responses[m][i] for m in names}}
@@ -213,10 +237,11 @@ def fewshot_shots(demos: pd.Series) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda pr: (len(pr[0]) + len(pr[1]), pr[0]))[:N_SHOTS]
 
 
-def generate_all(cfg, prompts: list[str], shots: list[tuple[str, str]], place: Callable = lambda m: m):
+def generate_all(cfg, prompts: list[str], shots: list[tuple[str, str]], place: Callable = lambda m: m,
+                 models: dict[str, str] = MODELS):
     """Every model answers every prompt with the same sampling settings and seed (``place``: onto
     the stage's device).
-    Returns (samples of each model in MODELS, response texts of every model and of few-shot)."""
+    Returns (samples of each model in ``models``, response texts of every model and of few-shot)."""
     from instructgpt.generation import sample
     from instructgpt.models import load_causal_lm
 
@@ -227,15 +252,15 @@ def generate_all(cfg, prompts: list[str], shots: list[tuple[str, str]], place: C
                       temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed,
                       show_progress=True, desc=f"evaluate: sample {name}", shots=shots)
 
-    generated = {name: run(name, path) for name, path in MODELS.items()}
+    generated = {name: run(name, path) for name, path in models.items()}
     responses = {name: [s.response for s in got] for name, got in generated.items()}
     # Few-shot: the answer ends where the next example would start.
-    fewshot = run(FEWSHOT, MODELS["base"], shots)
+    fewshot = run(FEWSHOT, models["base"], shots)
     responses[FEWSHOT] = [s.response.split("\n")[0].strip() for s in fewshot]
     return generated, responses
 
 
-def best_of_n(cfg, prompts: list[str], place: Callable = lambda m: m) -> list[str]:
+def best_of_n(cfg, prompts: list[str], place: Callable = lambda m: m, src: Sources | None = None) -> list[str]:
     """SFT's best of ``cfg.best_of_n`` samples per prompt by the reward model (ties: the first
     drawn). Sampled with the evaluation's settings and a seed of their own, so the SFT row's
     samples are untouched."""
@@ -243,15 +268,16 @@ def best_of_n(cfg, prompts: list[str], place: Callable = lambda m: m) -> list[st
     from instructgpt.judging import proxy
     from instructgpt.models import load_causal_lm
 
+    src = src or Sources()
     n = cfg.best_of_n
-    model, tokenizer = load_causal_lm(MODELS["sft"])
+    model, tokenizer = load_causal_lm(src.models["sft"])
     place(model)
     flat = [p for p in prompts for _ in range(n)]
     drawn = [s.response for s in sample(model, tokenizer, flat, max_new_tokens=cfg.max_new_tokens,
                                         temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed + 1,
                                         show_progress=True, desc=f"evaluate: sample SFT x{n}")]
     del model
-    rm, rm_tokenizer = proxy.load_reward_scorer(RM)
+    rm, rm_tokenizer = proxy.load_reward_scorer(src.rm)
     place(rm)
     scores = proxy.rm_scores(rm, rm_tokenizer, flat, drawn)
     out = []
@@ -263,15 +289,16 @@ def best_of_n(cfg, prompts: list[str], place: Callable = lambda m: m) -> list[st
 
 def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str, list[str]],
                   demo_pairs: list[tuple[str, str]], heldout_fraction: float,
-                  place: Callable = lambda m: m) -> dict[str, float]:
+                  place: Callable = lambda m: m, src: Sources | None = None) -> dict[str, float]:
     """Figures that need no judge (instructgpt.judging.proxy), for every model."""
     from instructgpt.evaluation import choice_accuracy, corpus_loss
     from instructgpt.judging import proxy
     from instructgpt.models import load_causal_lm
     from instructgpt.progress import progress
 
+    src = src or Sources()
     out: dict[str, float] = {"demo_loss_prompts": len(demo_pairs)}
-    rm, rm_tokenizer = proxy.load_reward_scorer(RM)
+    rm, rm_tokenizer = proxy.load_reward_scorer(src.rm)
     place(rm)
     scores = {}
     for name, texts in responses.items():
@@ -287,9 +314,10 @@ def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str,
         out[f"{BEST_OF_N}/kl_from_sft"] = math.log(cfg.best_of_n) - (cfg.best_of_n - 1) / cfg.best_of_n
     _, heldout_texts = inputs.split_corpus(inputs.corpus(), heldout_fraction)
     items = inputs.read_jsonl(inputs.raw("nlp_task")).head(cfg.nlp_task_items).to_dict("records")
-    sft, _ = load_causal_lm(MODELS["sft"])
+    sft, _ = load_causal_lm(src.models["sft"])
     place(sft)
-    for name, path in progress(MODELS.items(), total=len(MODELS), desc="evaluate: proxy figures", unit="model"):
+    for name, path in progress(src.models.items(), total=len(src.models), desc="evaluate: proxy figures",
+                               unit="model"):
         model, tokenizer = load_causal_lm(path)
         place(model)
         n_pos = proxy.model_context(model)
@@ -322,12 +350,12 @@ def rm_orders_demonstrations(scores: dict[str, list[float | None]],
     return out
 
 
-def overoptimisation(judge) -> pd.DataFrame:
+def overoptimisation(judge, monitors: dict[str, str] = MONITORS) -> pd.DataFrame:
     """The PPO monitor's samples, judged by the judge's monitoring judgement where it has one,
     averaged per model and step (instructgpt.judging.monitor)."""
     from instructgpt.judging.monitor import overoptimisation_curve
 
-    rows = {m: inputs.read_jsonl(Path(p)).to_dict("records") for m, p in MONITORS.items()}
+    rows = {m: inputs.read_jsonl(Path(p)).to_dict("records") for m, p in monitors.items()}
     gold = {m: (judge.monitor(r) if r else None) for m, r in rows.items()}
     return overoptimisation_curve(rows, gold)
 
@@ -348,7 +376,8 @@ def champion_answers(cfg, prompts: list[str]) -> tuple[str, list[str]] | None:
                                                        "batch_size": cfg.batch_size}))
 
 
-def registry_decision(judge: str, verdict, champion: tuple[str, list[str]] | None) -> dict:
+def registry_decision(judge: str, verdict, champion: tuple[str, list[str]] | None,
+                      src: Sources | None = None) -> dict:
     """Register policy and RM (alias `candidate`); move `champion` only on the judge's verdict
     (instructgpt.judging.decision)."""
     from instructgpt.judging.decision import champion_decision
@@ -359,8 +388,9 @@ def registry_decision(judge: str, verdict, champion: tuple[str, list[str]] | Non
     if verdict is not None:
         pending = verdict.pending(VERSUS_CHAMPION) if champion is not None else verdict.pending()
     decided = champion_decision(judge, champion is not None, versus, pending)
-    version = registry.register_policy("outputs/ppo/model")
-    rm_version = registry.register_reward_model(RM)
+    src = src or Sources()
+    version = registry.register_policy(src.models["ppo"])
+    rm_version = registry.register_reward_model(src.rm)
     if decided.move:
         registry.promote(registry.POLICY, version)
         registry.promote(registry.REWARD_MODEL, rm_version)

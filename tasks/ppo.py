@@ -3,7 +3,8 @@
 `python -m tasks.ppo` trains PPO-ptx (the paper's InstructGPT: ptx_coef = γ from params.yaml);
 `python -m tasks.ppo --no-ptx` trains plain PPO (γ = 0) from the same params, so that the
 evaluation can show what the pretraining mix buys (alignment tax, paper section 4).
-Both read the `ppo` section of params.yaml.
+Both read the `ppo` section of params.yaml. `python -m tasks.ppo --round 2` is stage ppo_round2
+(``rounds.n: 2``, tasks/rounds.py): PPO-ptx again from SFT, against round 2's RM.
 
 Before its first step (the SFT policy: KL 0), every `sample_every` steps and at the last, the
 policy also answers a few validation-split prompts of the PPO dataset (never trained on; its own
@@ -34,10 +35,12 @@ from tasks.pii import pii_detector, pii_types
 
 SFT_MODEL = "outputs/sft/model"
 RM_MODEL = "outputs/rm/model"
+RM_ROUND2 = "outputs/rm_round2/model"
 
 
-def make_body(variant: str):
-    """The stage body for ``variant`` "ppo" (PPO-ptx) or "ppo_noptx" (γ = 0)."""
+def make_body(variant: str, rm_model: str = RM_MODEL):
+    """The stage body for ``variant`` "ppo" (PPO-ptx), "ppo_noptx" (γ = 0) or "ppo_round2"
+    (PPO-ptx against ``rm_model``, round 2's RM)."""
 
     def body(stage: Stage) -> None:
         from instructgpt.train.ppo import PPOConfig
@@ -50,7 +53,8 @@ def make_body(variant: str):
         ptx_texts, _ = inputs.split_corpus(inputs.corpus(), heldout)  # never the held-out documents
         out = stage.path(f"outputs/{variant}/model")
         monitor = Monitor(monitored, stage, cfg.checkpoint_dir)
-        metrics, samples = run_ppo(cfg, prompts["text"].astype(str).tolist(), ptx_texts, out, stage, monitor)
+        metrics, samples = run_ppo(cfg, prompts["text"].astype(str).tolist(), ptx_texts, out, stage, monitor,
+                                   rm_model)
         stage.metrics.update(metrics)
         stage.metrics["ptx_coef"] = cfg.ptx_coef
         stage.metrics["monitor/prompts"] = len(monitored)
@@ -112,13 +116,13 @@ class Monitor:
 
 
 def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Stage,
-            monitor: Monitor) -> tuple[dict, list[dict]]:
+            monitor: Monitor, rm_model: str = RM_MODEL) -> tuple[dict, list[dict]]:
     from instructgpt.generation import sample
     from instructgpt.models import save_model
     from instructgpt.train.ppo import train_ppo
 
     policy, ref_policy, value_model, reward_model, tokenizer, reward_tokenizer = load_models(
-        cfg.seed, lora=cfg.lora is not None)
+        cfg.seed, lora=cfg.lora is not None, rm_model=rm_model)
     for m in (policy, ref_policy, value_model, reward_model):
         if m is not None:  # LoRA: no reference/value copies (the adapters stand in for them)
             stage.place(m)
@@ -133,7 +137,7 @@ def run_ppo(cfg, prompts: list[str], ptx_texts: list[str], out: Path, stage: Sta
     return metrics, samples
 
 
-def load_models(seed: int, lora: bool = False):
+def load_models(seed: int, lora: bool = False, rm_model: str = RM_MODEL):
     """(policy, π^SFT, value model, RM, policy tokenizer, RM tokenizer or None).
 
     With ``lora`` (``ppo.lora``) π^SFT is None (the trainer reads the policy with its adapter
@@ -149,10 +153,10 @@ def load_models(seed: int, lora: bool = False):
 
     policy, tokenizer = load_causal_lm(SFT_MODEL, dropout=0.0)
     ref_policy = None if lora else load_causal_lm(SFT_MODEL, dropout=0.0)[0]
-    reward_model = RewardModel.from_pretrained(RM_MODEL)
-    reward_tokenizer = load_tokenizer(RM_MODEL)
+    reward_model = RewardModel.from_pretrained(rm_model)
+    reward_tokenizer = load_tokenizer(rm_model)
     if same_tokenizer(reward_tokenizer, tokenizer):
-        value_model = None if lora else RewardModel.from_pretrained(RM_MODEL)
+        value_model = None if lora else RewardModel.from_pretrained(rm_model)
         return policy, ref_policy, value_model, reward_model, tokenizer, None
     value_model = RewardModel.from_causal_lm(SFT_MODEL, seed=seed)
     return policy, ref_policy, value_model, reward_model, tokenizer, reward_tokenizer
@@ -173,5 +177,9 @@ def gate_tables(prompts: pd.DataFrame, monitored: pd.DataFrame, detector) -> lis
 
 
 if __name__ == "__main__":
+    if "--round" in sys.argv[1:]:  # ppo_round2 (tasks/rounds.py)
+        from tasks.rounds import second_round
+
+        raise SystemExit(main("ppo_round2", second_round(make_body("ppo_round2", RM_ROUND2)), section="ppo"))
     variant = "ppo_noptx" if "--no-ptx" in sys.argv[1:] else "ppo"
     raise SystemExit(main(variant, make_body(variant), section="ppo"))

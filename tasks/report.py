@@ -21,6 +21,7 @@ LABELS = {
     "ppo_noptx": "PPO (no ptx)",
     "demonstration": "labelers' demonstrations",
     "sft_best_of_n": "SFT, best of N by the RM",
+    "ppo_round1": "PPO-ptx, round 1 (rounds.n: 2)",
 }
 REGISTRY_RULE = {
     "none": "The policy is registered as `candidate`, but the `champion` does not move: "

@@ -1,7 +1,12 @@
 """Stage rm: reward model from the K-way rankings, initialised from the SFT model (the paper) or
-from a team's own model (``rm.model_path``, inside ``inputs.models``; its own tokenizer)."""
+from a team's own model (``rm.model_path``, inside ``inputs.models``; its own tokenizer).
+
+``python -m tasks.rm --round 2`` is stage rm_round2 (``rounds.n: 2``, tasks/rounds.py): a new RM,
+from the same start, on both rounds' comparisons (round 1's and label_round2's)."""
 
 from __future__ import annotations
+
+import sys
 
 import great_expectations.expectations as gxe
 import pandas as pd
@@ -12,40 +17,55 @@ from tasks.gates import Table
 from tasks.rankings import ranking_tables
 
 COMPARISONS = "outputs/label/comparisons.jsonl"
+COMPARISONS_ROUND2 = "outputs/label_round2/comparisons.jsonl"
 
 
-def body(stage: Stage) -> None:
-    from instructgpt.train.reward import RewardConfig
+def make_body(files: tuple[str, ...], out_dir: str):
+    """The stage body training on the comparisons in ``files`` into ``out_dir``/model."""
 
-    cfg = stage.config(RewardConfig)
-    if cfg.model_path:
-        from instructgpt.models import check_model_path
+    def body(stage: Stage) -> None:
+        from pathlib import Path
 
-        check_model_path(cfg.model_path, inputs.raw("models"), "rm.model_path")
-    comps = inputs.read_jsonl(__import__("pathlib").Path(COMPARISONS))
-    rows = comps.to_dict("records")
-    label = stage.params.get("label") or {}
-    tables = ranking_tables(rows, int(label.get("k_min", 2)), int(label.get("k_max", 9)))
-    tables.append(split_table(comps))
-    stage.gate(tables)
+        from instructgpt.train.reward import RewardConfig
 
-    train = [_comparison(r) for r in rows if r["split"] == "train"]
-    valid = [_comparison(r) for r in rows if r["split"] == "valid"]
-    demos = demonstrations()
-    out = stage.path("outputs/rm/model")
-    stage.metrics.update(run_rm(cfg, train, valid, demos, out, stage))
-    stage.metrics["data/train_comparisons"] = len(train)
-    stage.metrics["data/valid_comparisons"] = len(valid)
-    # what the labels allow: two labelers' agreement, and (the world) the noise-free truth's
-    for key, name in (("agreement/heldout_vs_train", "valid/agreement_ceiling"),
-                      ("ceiling/noise_free_valid", "valid/noise_free_ceiling")):
-        value = _label_metric(key)
-        if value is not None:
-            stage.metrics[name] = value
-    if stage.run is not None:
-        import mlflow
+        cfg = stage.config(RewardConfig)
+        if cfg.model_path:
+            from instructgpt.models import check_model_path
 
-        mlflow.log_artifacts(str(out), "model")
+            check_model_path(cfg.model_path, inputs.raw("models"), "rm.model_path")
+        per_file = [inputs.read_jsonl(Path(f)) for f in files]
+        comps = pd.concat(per_file, ignore_index=True)
+        rows = comps.to_dict("records")
+        label = stage.params.get("label") or {}
+        tables = ranking_tables(rows, int(label.get("k_min", 2)), int(label.get("k_max", 9)))
+        tables.append(split_table(comps))
+        stage.gate(tables)
+
+        train = [_comparison(r) for r in rows if r["split"] == "train"]
+        valid = [_comparison(r) for r in rows if r["split"] == "valid"]
+        demos = demonstrations()
+        out = stage.path(f"{out_dir}/model")
+        stage.metrics.update(run_rm(cfg, train, valid, demos, out, stage))
+        stage.metrics["data/train_comparisons"] = len(train)
+        stage.metrics["data/valid_comparisons"] = len(valid)
+        if len(per_file) > 1:  # round 2: how many comparisons each round brought
+            stage.metrics["data/round2_comparisons"] = len(per_file[1])
+        # what the labels allow: two labelers' agreement, and (the world) the noise-free truth's
+        for key, name in (("agreement/heldout_vs_train", "valid/agreement_ceiling"),
+                          ("ceiling/noise_free_valid", "valid/noise_free_ceiling")):
+            for label_dir, suffix in (("outputs/label", ""), ("outputs/label_round2", "_round2"))[:len(files)]:
+                value = _label_metric(key, label_dir)
+                if value is not None:
+                    stage.metrics[name + suffix] = value
+        if stage.run is not None:
+            import mlflow
+
+            mlflow.log_artifacts(str(out), "model")
+
+    return body
+
+
+body = make_body((COMPARISONS,), "outputs/rm")
 
 
 def run_rm(cfg, train, valid, demos, out, stage: Stage) -> dict:
@@ -88,11 +108,11 @@ def _comparison(row: dict):
     return Comparison(prompt=row["prompt"], responses=list(row["responses"]), ranking=[int(x) for x in row["ranking"]])
 
 
-def _label_metric(key: str) -> float | None:
+def _label_metric(key: str, label_dir: str = "outputs/label") -> float | None:
     import json
     from pathlib import Path
 
-    p = Path("outputs/label/metrics.json")
+    p = Path(label_dir) / "metrics.json"
     if not p.exists():
         return None
     node = json.loads(p.read_text())
@@ -102,4 +122,9 @@ def _label_metric(key: str) -> float | None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main("rm", body))
+    if "--round" in sys.argv[1:]:  # rm_round2 (tasks/rounds.py)
+        from tasks.rounds import second_round
+
+        raise SystemExit(main("rm_round2", second_round(make_body((COMPARISONS, COMPARISONS_ROUND2),
+                                                                  "outputs/rm_round2")), section="rm"))
+    raise SystemExit(main("rm", make_body((COMPARISONS,), "outputs/rm")))

@@ -90,15 +90,22 @@ def where(source: dict[str, Any]) -> str:
 
 
 # -- reading rankings -------------------------------------------------------------------------
+ROUND2_DIR = "round2"
+"""The subdirectory of the rankings directory that holds the second round's answers (``rounds.n:
+2``): read by the label_round2 stage only, so that they never join round 1's comparisons."""
+
+
 def answer_files(path: str | Path) -> list[Path]:
-    """The JSONL and JSON files under ``path`` (a file or a directory), sorted by name."""
+    """The JSONL and JSON files under ``path`` (a file or a directory), sorted by name; not those
+    in hidden directories or in its `ROUND2_DIR` (the second round's own)."""
     root = Path(path)
     if root.is_file():
         return [root]
     if not root.is_dir():
         return []
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts)
+                  and p.relative_to(root).parts[0] != ROUND2_DIR)
 
 
 def read_rankings(path: str | Path) -> tuple[list[Record], list[Record]]:

@@ -31,9 +31,10 @@ from instructgpt.labeling.validation import PromptIndex, rejection_metrics, vali
 class HumanLabelers:
     """`RankingLabelers` answering from the rankings in ``rankings_dir``."""
 
-    def __init__(self, rankings_dir: str | Path, index: PromptIndex, k_min: int, k_max: int) -> None:
+    def __init__(self, rankings_dir: str | Path, index: PromptIndex, k_min: int, k_max: int,
+                 missing_ok: bool = False) -> None:
         self.path = Path(rankings_dir)
-        if not self.path.exists():
+        if not self.path.exists() and not missing_ok:
             raise ConfigError(f"inputs.rankings ({self.path}) does not exist: create the directory "
                               f"(e.g. labels/rankings/) that people's rankings go into")
         if (self.path / "world.json").exists() or (self.path / "world" / "world.json").exists():

@@ -58,12 +58,14 @@ def make_labelers(cfg: Any, rankings: str | Path, index: PromptIndex) -> Ranking
 
 def label(cfg: Any, rm_prompts: pd.DataFrame, index: PromptIndex, rankings: str | Path,
           sft_model: str | Path = "outputs/sft/model", sampler: Sampler | None = None,
-          device: str = "cpu", demonstrated: pd.DataFrame | None = None) -> LabelResult:
+          device: str = "cpu", demonstrated: pd.DataFrame | None = None,
+          labelers: RankingLabelers | None = None) -> LabelResult:
     """Rank K distinct SFT samples of the RM prompts with the configured labelers (``cfg``: a
     `instructgpt.stages.LabelConfig`), and on at most ``cfg.demonstration_prompts`` prompts of
     ``demonstrated`` (prompt_id, text, response: SFT prompts and their demonstrations) K - 1 SFT
-    samples with the demonstration among them. ``sampler`` replaces the SFT model (tests)."""
-    labelers = make_labelers(cfg, rankings, index)  # a wrong inputs.rankings fails before sampling
+    samples with the demonstration among them. ``sampler`` replaces the SFT model (round 2: a mix
+    with the policy's; tests), ``labelers`` the ones ``cfg`` names (round 2's people)."""
+    labelers = labelers or make_labelers(cfg, rankings, index)  # a wrong inputs.rankings fails before sampling
     selected = select_prompts(rm_prompts, cfg.max_prompts, cfg.seed)
     brought = labelers.brought_along() if hasattr(labelers, "brought_along") else set()
     n_brought = int(selected["prompt_id"].isin(brought).sum()) if brought else 0

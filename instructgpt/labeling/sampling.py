@@ -123,3 +123,25 @@ def sft_sampler(model_dir: str, max_new_tokens: int, temperature: float | list[f
         return out
 
     return answer
+
+
+def mixed_sampler(policy: Sampler, sft: Sampler, policy_share: float) -> Sampler:
+    """A sampler whose copies of a prompt (consecutive in the texts) come from ``policy`` at the
+    rate ``policy_share`` and from ``sft`` otherwise, interleaved (copy i is the policy's when
+    floor((i + 1)·share) > floor(i·share)): each candidate set mixes both models, as the paper's
+    later comparisons mixed the outputs of several models. Each model answers its rows in one call."""
+
+    def answer(texts: list[str]) -> list[str]:
+        copy = [0] * len(texts)
+        for i in range(1, len(texts)):
+            copy[i] = copy[i - 1] + 1 if texts[i] == texts[i - 1] else 0
+        from_policy = [int((c + 1) * policy_share) > int(c * policy_share) for c in copy]
+        out = [""] * len(texts)
+        for use_policy, sampler in ((True, policy), (False, sft)):
+            rows = [i for i, p in enumerate(from_policy) if p == use_policy]
+            if rows:
+                for i, response in zip(rows, sampler([texts[i] for i in rows])):
+                    out[i] = response
+        return out
+
+    return answer

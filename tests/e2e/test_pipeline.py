@@ -27,8 +27,8 @@ def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch, audi
                  "outputs/label/comparisons.jsonl", "outputs/rm/model", "outputs/ppo/model",
                  "outputs/evaluate/report.md", "outputs/evaluate/plots/win_rates.png"]:
         assert (workspace / path).exists(), path
-    # every gate passed and its report is on disk
-    for stage in STAGES:
+    # every gate passed and its report is on disk (the round-2 stages skipped: rounds.n is 1)
+    for stage in [s for s in STAGES if not s.endswith("_round2")]:
         reports = list((workspace / "reports/gates").glob(f"{stage}.*.json"))
         assert reports and all(json.loads(r.read_text())["success"] for r in reports), stage
     # the report has the headline table and its images open
@@ -56,6 +56,11 @@ def test_first_run_runs_every_stage(workspace, prefect_server, monkeypatch, audi
     assert set(monitor["prompt_id"]) <= set(valid["prompt_id"]) and monitor["step"].nunique() >= 2
     curve = pd.read_csv(workspace / "outputs/evaluate/overoptimisation.csv")
     assert set(curve["model"]) == {"ppo", "ppo_noptx"} and curve["gold_utility"].notna().all()
+    # rounds.n is 1: the round-2 stages ran as DVC stages but trained nothing, and said why
+    marker = json.loads((workspace / "outputs/ppo_round2/model/ROUND.json").read_text())
+    assert marker["trained"] is False and "rounds.n is 1" in marker["reason"]
+    assert (workspace / "outputs/label_round2/comparisons.jsonl").read_text() == ""
+    assert "win_rate/ppo_vs_ppo_round1" not in (workspace / "outputs/evaluate/metrics.json").read_text()
     # DVC agrees that everything is up to date
     assert "up to date" in run(workspace, "dvc", "status").stdout.lower()
 
@@ -248,7 +253,10 @@ def test_ppo_param_change_reruns_only_ppo_and_evaluate(workspace, prefect_server
     with open(params, "w") as f:
         y.dump(doc, f)
     outcomes = run_flow(workspace, monkeypatch)
-    assert [o["stage"] for o in outcomes if o["ran"]] == ["ppo", "ppo_noptx", "evaluate"]
+    # (label_round2 reads the round-1 policy, rm_round2 its metrics and ppo_round2 the ppo params: with
+    # rounds.n 1 they re-run to skip again, a few seconds each; no other round-1 stage re-runs)
+    assert [o["stage"] for o in outcomes if o["ran"]] == ["ppo", "ppo_noptx", "label_round2", "rm_round2",
+                                                          "ppo_round2", "evaluate"]
     # the new policy is the candidate; the champion moved only if the rule says so
     decision = json.loads((workspace / "outputs/evaluate/registry.json").read_text())
     assert decision["candidate_version"] == 2 and decision["previous_champion_version"] == 1
@@ -285,6 +293,51 @@ def test_ppo_param_change_reruns_only_ppo_and_evaluate(workspace, prefect_server
     assert decision["champion_moved"] == int(moved)
     assert decision["champion_version"] == (2 if moved else 1)
     assert int(MlflowClient().get_model_version_by_alias("instructgpt-policy", "champion").version) == (2 if moved else 1)
+
+
+def test_second_round_ranks_the_policy_retrains_the_rm_and_ppo_from_sft(workspace, prefect_server, monkeypatch):
+    """rounds.n: 2 (the paper's second round): label_round2 ranks PPO prompts' candidates that mix
+    the round-1 policy's samples with SFT's, rm_round2 trains on both rounds, ppo_round2 starts again
+    from SFT against it, and evaluate judges the round-2 policy (as "ppo") against round 1's."""
+    import pandas as pd
+    from ruamel.yaml import YAML
+
+    from instructgpt.models import load_causal_lm
+    from tests.helpers import same_weights
+
+    params = workspace / "params.yaml"
+    y = YAML()
+    doc = y.load(params.read_text())
+    doc["rounds"]["n"] = 2
+    with open(params, "w") as f:
+        y.dump(doc, f)
+    outcomes = run_flow(workspace, monkeypatch)
+    assert [o["stage"] for o in outcomes if o["ran"]] == ["label_round2", "rm_round2", "ppo_round2", "evaluate"]
+    # round 2's comparisons: PPO prompts of the train and valid splits, some answers the round-1 policy's
+    prompts = pd.read_json(workspace / "outputs/ingest/prompts.jsonl", lines=True).set_index("prompt_id")
+    round1 = pd.read_json(workspace / "outputs/label/comparisons.jsonl", lines=True)
+    round2 = pd.read_json(workspace / "outputs/label_round2/comparisons.jsonl", lines=True)
+    assert len(round2) and set(prompts.loc[round2["prompt_id"], "dataset"]) == {"ppo"}
+    assert set(round2["split"]) == {"train", "valid"}
+    rm = json.loads((workspace / "outputs/rm_round2/metrics.json").read_text())
+    assert rm["data"]["round2_comparisons"] == len(round2)
+    assert rm["data"]["train_comparisons"] == (round1["split"] == "train").sum() + (round2["split"] == "train").sum()
+    # PPO round 2 started from SFT (not from round 1's policy) and moved
+    sft, _ = load_causal_lm(workspace / "outputs/sft/model")
+    one, _ = load_causal_lm(workspace / "outputs/ppo/model")
+    two, _ = load_causal_lm(workspace / "outputs/ppo_round2/model")
+    assert not same_weights(two, sft) and not same_weights(two, one)
+    saved = json.loads((workspace / "outputs/ppo_round2/model/instructgpt_config.json").read_text())
+    assert saved["ppo"]["steps"] == doc["ppo"]["steps"]
+    for stage in ("label_round2", "rm_round2", "ppo_round2"):  # gated like round 1's stages
+        reports = list((workspace / "reports/gates").glob(f"{stage}.*.json"))
+        assert reports and all(json.loads(r.read_text())["success"] for r in reports), stage
+    # evaluate: the round-2 policy is "ppo", judged against round 1's too
+    metrics = json.loads((workspace / "outputs/evaluate/metrics.json").read_text())
+    assert 0.0 <= metrics["win_rate"]["ppo_vs_ppo_round1"] <= 1.0 and "ppo_round1" in metrics
+    samples = [json.loads(line) for line in (workspace / "outputs/evaluate/samples.jsonl").read_text().splitlines()]
+    assert {"ppo", "ppo_round1"} <= set(samples[0])
+    assert "| ppo vs ppo_round1 |" in (workspace / "outputs/evaluate/report.md").read_text()
 
 
 def test_gate_failure_stops_stage_and_writes_nothing(workspace, monkeypatch):

@@ -289,3 +289,51 @@ def test_the_sft_sampler_takes_a_prompts_copies_at_its_temperatures_in_turn(mode
                                       temperature=1.0, batch_size=8, seed=0)]
     assert [mixed[i] for i in (0, 2, 4, 6)] == hot
     assert len(set(hot)) > 1  # T 1 does vary, so the check above tells the temperatures apart
+
+
+def test_the_mixed_sampler_interleaves_the_policy_and_sft_copies_of_a_prompt():
+    """Round 2's candidate sets: a prompt's copies alternate between the round-1 policy and SFT at
+    rounds.policy_share, each model answering its rows in one call, in order."""
+    from instructgpt.labeling.sampling import mixed_sampler
+
+    calls = []
+
+    def fake(name):
+        def answer(texts):
+            calls.append((name, list(texts)))
+            return [f"{name}:{t}:{i}" for i, t in enumerate(texts)]
+        return answer
+
+    texts = ["a"] * 4 + ["b"] * 3
+    out = mixed_sampler(fake("policy"), fake("sft"), 0.5)(texts)
+    assert [o.split(":")[0] for o in out] == ["sft", "policy", "sft", "policy", "sft", "policy", "sft"]
+    assert calls == [("policy", ["a", "a", "b"]), ("sft", ["a", "a", "b", "b"])]
+    assert out[1] == "policy:a:0" and out[5] == "policy:b:2" and out[6] == "sft:b:3"
+    calls.clear()
+    assert all(o.startswith("policy") for o in mixed_sampler(fake("policy"), fake("sft"), 1.0)(texts))
+    assert [name for name, _ in calls] == ["policy"]  # SFT never asked
+    third = mixed_sampler(fake("policy"), fake("sft"), 1 / 3)(["c"] * 6)
+    assert sum(o.startswith("policy") for o in third) == 2
+
+
+def test_round_two_answers_live_in_their_own_subdirectory_that_round_one_never_reads(tmp_path, index):
+    """rounds.n: 2 with people: round 2's tasks are answered in inputs.rankings/round2/; round 1's
+    comparisons stay what they were (else its label stage would re-train every RM on round 2's
+    answers), round 2 reads only those, and a missing round2/ means no answers yet, not an error."""
+    from instructgpt.labeling.formats import ROUND2_DIR
+    from instructgpt.labeling.human import HumanLabelers
+
+    prompts = rm_prompts(kept_prompts())
+    answers = tmp_path / "rankings"
+    write_jsonl(answers / "alice.jsonl", [
+        {"prompt_id": "p0000", "responses": ["own a", "own b"], "ranking": [1, 0], "labeler_id": "alice"}])
+    config = LabelConfig(**{**HUMAN, "overlap": 0.0})
+    second = HumanLabelers(answers / ROUND2_DIR, index, config.k_min, config.k_max, missing_ok=True)
+    waiting = label(config, prompts, index, answers, sampler=sampler, labelers=second)
+    assert waiting.comparisons == [] and len(waiting.tasks) == len(prompts)  # nothing answered in round 2 yet
+    write_jsonl(answers / ROUND2_DIR / "bob.jsonl", answer(waiting.tasks, "bob"))
+    round1 = label(config, prompts, index, answers, sampler=sampler)
+    assert [c["labeler_id"] for c in round1.comparisons] == ["alice"]  # bob's round-2 answers not read
+    round2 = label(config, prompts, index, answers, sampler=sampler, labelers=second)
+    assert round2.tasks == [] and {c["labeler_id"] for c in round2.comparisons} == {"bob"}
+    assert len(round2.comparisons) == len(prompts)

@@ -52,13 +52,17 @@ def test_wrong_type_and_cross_field_rule():
     ("label", "LabelConfig", {"demonstration_prompts": -1}, r"label.demonstration_prompts=-1"),
     ("evaluate", "EvaluateConfig", {"best_of_n": 1}, r"evaluate.best_of_n=1"),
     ("rm", "RewardConfig", {"selection": "best"}, r"rm.selection='best'"),
+    ("rounds", "RoundsConfig", {"n": 3}, r"rounds.n=3"),
+    ("rounds", "RoundsConfig", {"policy_share": 0}, r"rounds.policy_share=0"),
+    ("rounds", "RoundsConfig", {"max_prompts": 0}, r"rounds.max_prompts=0"),
 ])
 def test_the_recipes_new_knobs_refuse_what_cannot_work(section, cls, data, message):
+    import instructgpt.rounds as rounds
     import instructgpt.stages as stages
     import instructgpt.train.reward as reward
 
     with pytest.raises(ConfigError, match=message):
-        from_dict(getattr(stages, cls, None) or getattr(reward, cls), data, section)
+        from_dict(getattr(stages, cls, None) or getattr(reward, cls, None) or getattr(rounds, cls), data, section)
 
 
 def test_label_temperatures_become_floats():

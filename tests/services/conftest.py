@@ -22,7 +22,8 @@ from tests.services import servers
 from tests.services.ci import pytest_runtest_makereport  # noqa: F401  (a skip fails under CI=true)
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # boto never asks a cloud for credentials
-STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "evaluate"]
+STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "label_round2", "rm_round2", "ppo_round2",
+          "evaluate"]
 # a flow run whose deployment has no free slot is retried after this many seconds (default 30)
 SLOT_WAIT_S = "2"
 
