@@ -138,3 +138,12 @@ def test_base_stage_stops_on_a_malformed_item_before_writing_anything(project, c
     err = capsys.readouterr().err
     assert "bad input: data/nlp_task.jsonl:2: field 'answer' is 5, not an index into the 2 choices" in err
     assert not Path("outputs/base").exists()
+
+
+def test_the_flow_artifact_shows_the_reason_for_an_absent_figure():
+    from flows.pipeline import StageOutcome, flatten, stage_markdown
+
+    why = "no NLP task given (inputs.nlp_task: none, no *.jsonl file in it)"
+    metrics = flatten({"valid": {"loss": 2.5}, "absent": {"nlp_task/accuracy": why}})
+    text = stage_markdown(StageOutcome("base", True, 1.0, metrics, None, None), None)
+    assert "| valid/loss | 2.5 |" in text and f"| nlp_task/accuracy | absent: {why} |" in text
