@@ -261,10 +261,12 @@ def stage_markdown(o: StageOutcome, run_link: str | None) -> str:
         checks = o.gate["checks"]
         passed = sum(c["success"] for c in checks)
         lines += ["", f"Gate: {'passed' if o.gate['success'] else 'FAILED'} ({passed}/{len(checks)})"]
-    keys = [k for k in KEY_METRICS.get(o.stage, []) if k in o.metrics]
+    # a figure its stage left unmeasured (an absent input) is shown with the reason, not left out
+    keys = [k for k in KEY_METRICS.get(o.stage, []) if k in o.metrics or f"absent/{k}" in o.metrics]
     if keys:
         lines += ["", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {k} | {o.metrics[k]} |" for k in keys]
+        lines += [f"| {k} | {o.metrics[k] if k in o.metrics else 'absent: ' + o.metrics[f'absent/{k}']} |"
+                  for k in keys]
     if run_link:
         lines += ["", f"MLflow run: {run_link}"]
     report = Path("outputs/evaluate/report.md")

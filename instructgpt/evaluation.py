@@ -55,7 +55,10 @@ def corpus_loss(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text
 def choice_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: Sequence[dict[str, Any]],
                     batch_size: int = 16) -> float:
     """Fraction of items where the choice with the highest total log-likelihood given the context
-    (``[BOS] context`` then ``choice``) is ``answer``."""
+    (``[BOS] context`` then ``choice``) is ``answer``. No items is a ValueError: an accuracy
+    over nothing is no figure (a stage reports it absent, with the reason, instead of 0)."""
+    if not items:
+        raise ValueError("choice_accuracy needs at least one item")
     was_training = model.training
     model.eval()
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
@@ -79,4 +82,4 @@ def choice_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         best = max(range(n), key=lambda j: scores[k + j])
         correct += int(best == int(item["answer"]))
         k += n
-    return correct / max(len(items), 1)
+    return correct / len(items)

@@ -32,7 +32,8 @@ class BaseConfig:
     """Share of corpus documents held out (by a stable hash of doc_id) to measure corpus loss and
     the alignment tax; never trained on, by base or by PPO-ptx."""
     nlp_task_items: int = 500
-    """How many items of data/nlp_task.jsonl to score (multiple choice by log-likelihood)."""
+    """How many items of ``inputs.nlp_task`` to score (multiple choice by log-likelihood). With
+    no items (0 here, or ``inputs.nlp_task: none``) the accuracy is absent, with the reason."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Shape of the freshly initialised model."""
     train: PretrainConfig = field(default_factory=PretrainConfig)
@@ -43,6 +44,8 @@ class BaseConfig:
             raise ConfigError(f"base.heldout_fraction={self.heldout_fraction}: choose a value in (0, 0.5)")
         if self.vocab_size < 300:
             raise ConfigError(f"base.vocab_size={self.vocab_size}: a byte-level BPE needs at least 300")
+        if self.nlp_task_items < 0:
+            raise ConfigError(f"base.nlp_task_items={self.nlp_task_items}: items to score, >= 0 (0: not measured)")
 
 
 @dataclass
@@ -122,7 +125,8 @@ class EvaluateConfig:
     corpus_docs: int = 500
     """Held-out corpus documents for the corpus loss (alignment tax)."""
     nlp_task_items: int = 500
-    """Items of the public NLP task scored per model (alignment tax)."""
+    """Items of the public NLP task (``inputs.nlp_task``) scored per model (alignment tax). With no
+    items (0 here, or ``inputs.nlp_task: none``) the accuracy is absent, with the reason."""
     best_of_n: int = 0
     """A reference row: SFT's best of N samples by the reward model (``sft_best_of_n``), judged
     like every model (against SFT, and PPO-ptx against it). It shows what the RM alone buys
@@ -145,6 +149,8 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         if self.n_prompts < 1:
             raise ConfigError("evaluate.n_prompts must be >= 1")
+        if self.nlp_task_items < 0:
+            raise ConfigError(f"evaluate.nlp_task_items={self.nlp_task_items}: items to score, >= 0 (0: not measured)")
         if self.best_of_n < 0 or self.best_of_n == 1:
             raise ConfigError(f"evaluate.best_of_n={self.best_of_n}: 0 (off) or N >= 2 samples per prompt")
         if self.judge not in ("simulated", "human", "none"):

@@ -23,6 +23,7 @@ def body(stage: Stage) -> None:
 
         check_model_path(cfg.model_path, inputs.raw("models"), "base.model_path")
     docs = inputs.corpus(cfg.max_documents)
+    task = inputs.nlp_task(cfg.nlp_task_items, "base.nlp_task_items")  # a malformed file fails before training
     stage.gate(gate_tables(docs, cfg.model_path))
     out = stage.path("outputs/base/model")
     train_texts, heldout_texts = inputs.split_corpus(docs, cfg.heldout_fraction)
@@ -34,7 +35,7 @@ def body(stage: Stage) -> None:
         stage.metrics.update(pretrain(cfg, train_texts, heldout_texts, out, stage))
         stage.metrics["trained"] = 1
     if stage.is_main:  # reads the saved model back: transformers writes it on rank 0 only under torchrun
-        stage.metrics.update(score(out, heldout_texts, cfg.nlp_task_items, stage))
+        stage.metrics.update(score(out, heldout_texts, task, stage))
     stage.metrics["corpus/train_docs"] = len(train_texts)
     stage.metrics["corpus/heldout_docs"] = len(heldout_texts)
     if stage.run is not None:
@@ -56,18 +57,22 @@ def pretrain(cfg, train_texts: list[str], heldout_texts: list[str], out: Path, s
     return metrics
 
 
-def score(model_dir: Path, heldout_texts: list[str], n_items: int, stage: Stage) -> dict[str, float]:
-    """Held-out corpus loss and public-NLP-task accuracy of the base model (alignment tax baseline)."""
+def score(model_dir: Path, heldout_texts: list[str], task: inputs.NlpTask, stage: Stage) -> dict[str, float]:
+    """Held-out corpus loss and public-NLP-task accuracy of the base model (alignment tax baseline);
+    without NLP task items the accuracy is absent (``stage.absent`` says why), never 0."""
     from instructgpt.evaluation import choice_accuracy, corpus_loss
     from instructgpt.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(model_dir)
     stage.place(model)
-    items = inputs.read_jsonl(inputs.raw("nlp_task")).head(n_items).to_dict("records")
-    return {
-        "heldout/loss": corpus_loss(model, tokenizer, heldout_texts[:500]),
-        "nlp_task/accuracy": choice_accuracy(model, tokenizer, items),
-    }
+    out = {"heldout/loss": corpus_loss(model, tokenizer, heldout_texts[:500])}
+    if task.absent:
+        stage.absent["nlp_task/accuracy"] = task.absent
+        print(f"[base] NLP task accuracy absent: {task.absent}")
+    else:
+        out["nlp_task/accuracy"] = choice_accuracy(model, tokenizer, task.items)
+        out["nlp_task/items"] = len(task.items)
+    return out
 
 
 def gate_tables(docs: pd.DataFrame, model_path: str | None) -> list[Table]:

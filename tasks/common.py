@@ -9,6 +9,7 @@ A stage module defines ``def body(stage: Stage) -> None`` and ends with
   into place only when the body returns, so a failed stage writes nothing;
 - ``stage.log(metrics, step)`` is the library's progress callback (MLflow + DVC plots);
 - ``stage.metrics`` is written to the stage's DVC metrics file and logged to MLflow;
+- ``stage.absent`` names figures an absent input left unmeasured, and why (no number is written);
 - ``stage.place(model)`` puts a model on params.yaml ``compute``'s device; the body runs inside
   its precision scope (bf16 autocast where asked, nothing on the CPU default).
 
@@ -110,6 +111,9 @@ class Stage:
         self.section: dict[str, Any] = params.get(self.section_name) or {}
         self.run = run
         self.metrics: dict[str, float] = {}
+        self.absent: dict[str, str] = {}
+        """Figures not measured because their input is absent: metric name -> why. They go to the
+        metrics file's ``absent`` section and to MLflow tags ``absent/<name>``, never as a number."""
         self.gate_result: GateResult | None = None
         self._declared = declared_outputs(name)
         self._staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir="outputs"))
@@ -289,7 +293,10 @@ class Stage:
         if metrics_files and not (self._staging / metrics_files[0]).exists():  # else the body wrote it
             payload = {k: v for k, v in self.metrics.items() if _finite(v)}
             payload["duration_s"] = round(time.time() - self._t0, 2)
-            self.path(metrics_files[0]).write_text(json.dumps(_nest(payload), indent=2, sort_keys=True))
+            nested = _nest(payload)
+            if self.absent:
+                nested["absent"] = dict(self.absent)
+            self.path(metrics_files[0]).write_text(json.dumps(nested, indent=2, sort_keys=True))
         for plot in self._declared["plots"]:
             if plot.endswith(".csv") and not self.path(plot).exists():
                 _write_curve(self.path(plot), self._curve)
@@ -320,6 +327,8 @@ class Stage:
             clean = {k: float(v) for k, v in self.metrics.items() if _finite(v)}
             if clean:
                 mlflow.log_metrics(clean)
+            if self.absent:
+                mlflow.set_tags({f"absent/{k}": v for k, v in self.absent.items()})
             for metrics_file in self._declared["metrics"]:
                 mlflow.log_artifact(metrics_file, "dvc")
 

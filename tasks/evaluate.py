@@ -84,6 +84,7 @@ def body(stage: Stage) -> None:
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1),
     ])])
+    nlp_task = inputs.nlp_task(cfg.nlp_task_items, "evaluate.nlp_task_items")  # a malformed file fails first
     if len(test) > cfg.n_prompts:
         test = test.sample(n=cfg.n_prompts, random_state=cfg.seed).sort_values("prompt_id")
     ids, texts = test["prompt_id"].astype(str).tolist(), test["text"].astype(str).tolist()
@@ -128,7 +129,7 @@ def body(stage: Stage) -> None:
     heldout = float((stage.params.get("base") or {}).get("heldout_fraction", 0.05))
     metrics.update(proxy_figures(cfg, texts, generated, responses, [(t, str(demos[pid])) for pid, t in zip(ids, texts)
                                                                      if pid in demos.index], heldout,
-                                   stage.place, src))
+                                   nlp_task, stage.place, src))
     curve = overoptimisation(judge, src.monitors)
     decision = registry_decision(judge.name, verdict, champion, src) if stage.run is not None else {}
     stage.metrics.update(metrics)
@@ -136,6 +137,9 @@ def body(stage: Stage) -> None:
     sources = {**judge.sources, **PROXY_SOURCES}
     if judge.name == "none":
         sources["win_rate"] = sources["gold"] = "none: evaluate.judge is none (no judge)"
+    if nlp_task.absent:  # no figure for any model, and the report and metrics.json say why
+        stage.absent["nlp_task_accuracy"] = nlp_task.absent
+        sources["nlp_task_accuracy"] = f"absent: {nlp_task.absent}"
 
     pd.DataFrame(win_rows, columns=["comparison", "win_rate", "low", "high", "n", "pending", "judge"]).to_csv(
         stage.path("outputs/evaluate/win_rates.csv"), index=False)
@@ -152,7 +156,7 @@ def body(stage: Stage) -> None:
     plots.mkdir(parents=True, exist_ok=True)
     if any(r["n"] for r in win_rows):
         plot_win_rates(win_rows, plots / "win_rates.png", judge.name)
-    plot_alignment_tax(metrics, list(src.models), plots / "alignment_tax.png")
+    plot_alignment_tax(metrics, list(src.models), plots / "alignment_tax.png", nlp_task.absent)
     plot_overoptimisation(curve, plots / "overoptimisation.png", judge.sources.get("monitor"))
     samples = [
         {"prompt_id": pid, "prompt": p, **{m: responses[m][i] for m in names}}
@@ -175,13 +179,16 @@ def body(stage: Stage) -> None:
 
 
 def write_metrics(stage: Stage, judge: str, sources: dict[str, str]) -> None:
-    """metrics.json: the figures, the judge, and per family of figures what produced it
-    (``simulated``, ``human``, ``none`` or ``proxy``; the report says it in words)."""
+    """metrics.json: the figures, the judge, per family of figures what produced it
+    (``simulated``, ``human``, ``none``, ``proxy`` or ``absent``; the report says it in words), and
+    ``absent``: why each family with no figure has none (an input the team does not have)."""
     payload = {k: float(v) for k, v in stage.metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
     payload = _nest(payload)
     payload["judge"] = judge
     payload["sources"] = {family: source.split(":")[0] for family, source in sources.items()}
+    if stage.absent:
+        payload["absent"] = dict(stage.absent)
     stage.path("outputs/evaluate/metrics.json").write_text(json.dumps(payload, indent=2, sort_keys=True))
 
 
@@ -288,9 +295,10 @@ def best_of_n(cfg, prompts: list[str], place: Callable = lambda m: m, src: Sourc
 
 
 def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str, list[str]],
-                  demo_pairs: list[tuple[str, str]], heldout_fraction: float,
+                  demo_pairs: list[tuple[str, str]], heldout_fraction: float, nlp_task: inputs.NlpTask,
                   place: Callable = lambda m: m, src: Sources | None = None) -> dict[str, float]:
-    """Figures that need no judge (instructgpt.judging.proxy), for every model."""
+    """Figures that need no judge (instructgpt.judging.proxy), for every model; NLP task accuracy
+    only where ``nlp_task`` has items (``nlp_task_items``: how many were scored)."""
     from instructgpt.evaluation import choice_accuracy, corpus_loss
     from instructgpt.judging import proxy
     from instructgpt.models import load_causal_lm
@@ -313,7 +321,8 @@ def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str,
     if cfg.best_of_n:  # the analytic KL of best-of-N from its sampler (Stiennon et al. 2020), an upper bound
         out[f"{BEST_OF_N}/kl_from_sft"] = math.log(cfg.best_of_n) - (cfg.best_of_n - 1) / cfg.best_of_n
     _, heldout_texts = inputs.split_corpus(inputs.corpus(), heldout_fraction)
-    items = inputs.read_jsonl(inputs.raw("nlp_task")).head(cfg.nlp_task_items).to_dict("records")
+    if not nlp_task.absent:
+        out["nlp_task_items"] = len(nlp_task.items)
     sft, _ = load_causal_lm(src.models["sft"])
     place(sft)
     for name, path in progress(src.models.items(), total=len(src.models), desc="evaluate: proxy figures",
@@ -327,7 +336,8 @@ def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str,
         out[f"{name}/eos_rate"] = proxy.eos_rate(generated[name])
         out[f"{name}/demo_loss"] = proxy.demonstration_loss(model, tokenizer, demo_pairs)
         out[f"{name}/corpus_loss"] = corpus_loss(model, tokenizer, heldout_texts[: cfg.corpus_docs])
-        out[f"{name}/nlp_task_accuracy"] = choice_accuracy(model, tokenizer, items)
+        if not nlp_task.absent:
+            out[f"{name}/nlp_task_accuracy"] = choice_accuracy(model, tokenizer, nlp_task.items)
     return out
 
 

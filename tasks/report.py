@@ -63,15 +63,22 @@ def plot_win_rates(rows: list[dict], path: Path, judge: str = "simulated") -> No
     plt.close(fig)
 
 
-def plot_alignment_tax(metrics: dict[str, float], models: list[str], path: Path) -> None:
-    """Held-out corpus loss and public NLP task accuracy per model."""
+def plot_alignment_tax(metrics: dict[str, float], models: list[str], path: Path, nlp_absent: str | None = None) -> None:
+    """Held-out corpus loss and public NLP task accuracy per model; without an NLP task its panel
+    says why (``nlp_absent``) instead of drawing bars."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     axes[0].bar(models, [metrics[f"{m}/corpus_loss"] for m in models], color="#a86848")
     axes[0].set_title("held-out corpus loss (lower is better)", fontsize=9)
-    axes[1].bar(models, [metrics[f"{m}/nlp_task_accuracy"] for m in models], color="#48a878")
     axes[1].set_title("public NLP task accuracy", fontsize=9)
-    axes[1].set_ylim(0, 1)
+    if nlp_absent:
+        axes[1].text(0.5, 0.5, "absent:\n" + nlp_absent.replace(" (", "\n("), ha="center", va="center",
+                     fontsize=8, wrap=True, transform=axes[1].transAxes)
+        axes[1].set_xticks([])
+        axes[1].set_yticks([])
+    else:
+        axes[1].bar(models, [metrics[f"{m}/nlp_task_accuracy"] for m in models], color="#48a878")
+        axes[1].set_ylim(0, 1)
     for ax in axes:
         ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
@@ -120,6 +127,12 @@ def _row_label(model: str, metrics: dict[str, float]) -> str:
     return label
 
 
+def _absent(sources: dict[str, str], family: str) -> str | None:
+    """Why a family of figures is absent (its source reads ``absent: <why>``), or None."""
+    source = sources.get(family, "")
+    return source.split(":", 1)[1].strip() if source.startswith("absent:") else None
+
+
 def _pct(metrics: dict[str, float], key: str) -> str:
     return f"{metrics[key]:.1%}" if key in metrics else "–"
 
@@ -137,7 +150,7 @@ def render_report(metrics: dict[str, float], win_rows: list[dict], per_family: p
     lines = ["# Evaluation report", "",
              f"Judge: **{judge}** (`evaluate.judge`), on test-split prompts (users never seen in training).", ""]
     lines += [f"- {family}: {source}" for family, source in sources.items()
-              if family in ("win_rate", "gold", "monitor")]
+              if family in ("win_rate", "gold", "monitor") or source.startswith("absent:")]
     lines += ["- every figure marked *proxy* needs no judge: it is computed from the models alone", ""]
     lines += ["## Win rates", ""]
     if not win_rows:
@@ -172,15 +185,19 @@ def render_report(metrics: dict[str, float], win_rows: list[dict], per_family: p
               "| model | RM score (proxy) | KL from SFT (proxy) | words (proxy) | EOS rate (proxy) | "
               "held-out demo loss (proxy) | held-out corpus loss (proxy) | NLP task accuracy (proxy) |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    nlp_absent = _absent(sources, "nlp_task_accuracy")
     for m in models:
+        # "absent" on the rows the alignment tax is measured on (those with a corpus loss)
+        nlp = "absent" if nlp_absent and f"{m}/corpus_loss" in metrics else _pct(metrics, f"{m}/nlp_task_accuracy")
         lines.append(
             f"| {_row_label(m, metrics)} | {_num(metrics, f'{m}/rm_score')} | {_num(metrics, f'{m}/kl_from_sft')} | "
             f"{_num(metrics, f'{m}/response_words', '.1f')} | {_pct(metrics, f'{m}/eos_rate')} | "
-            f"{_num(metrics, f'{m}/demo_loss')} | {_num(metrics, f'{m}/corpus_loss')} | "
-            f"{_pct(metrics, f'{m}/nlp_task_accuracy')} |")
+            f"{_num(metrics, f'{m}/demo_loss')} | {_num(metrics, f'{m}/corpus_loss')} | {nlp} |")
     lines += ["", "RM score: the reward model PPO maximises, so it rises by construction. KL: per response, "
               "nats, at the evaluation's temperature. Demo loss: the labelers' demonstrations of the test "
               "prompts. The labelers' demonstrations row: only the test prompts that have one. Paper: PPO regresses on public NLP tasks and PPO-ptx recovers most of it.", "",
+              f"NLP task accuracy: absent: {nlp_absent}." if nlp_absent
+              else f"NLP task accuracy: {int(metrics.get('nlp_task_items', 0))} items.", "",
               "![alignment tax](plots/alignment_tax.png)", "",
               "## Reward over-optimisation", "",
               "The PPO monitor's samples (validation-split prompts, at step 0 = SFT and every `ppo.sample_every` "

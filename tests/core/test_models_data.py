@@ -265,6 +265,12 @@ def test_choice_accuracy_sums_choice_logprobs_given_the_context(tiny_model, toke
     assert acc == 0.75
 
 
+def test_choice_accuracy_of_no_items_is_no_figure(tiny_model, tokenizer):
+    """Issue 22: with no items it returned 0.0, which the report showed as a measured 0.0 %."""
+    with pytest.raises(ValueError, match="at least one item"):
+        choice_accuracy(tiny_model, tokenizer, [])
+
+
 def test_set_dropout(tokenizer):
     m = build_causal_lm(ModelConfig(n_layer=2, n_embd=32, n_head=2, n_positions=32, dropout=0.3), tokenizer)
     set_dropout(m, 0.2)

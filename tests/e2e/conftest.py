@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,55 @@ def make_workspace(dest: Path, profile: str = "tiny") -> Path:
     if profile:
         apply_profile(profile, dest / "params.yaml", dest / "profiles")
     return dest
+
+
+BYOD = REPO / "tests/fixtures/byod"
+
+
+def _merge(base: dict, over: dict) -> None:
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def byod_workspace(ws: Path, models: str = "byod/models", edit=None) -> Path:
+    """A copy of the project with the outside data set tests/fixtures/byod/ as its data (byod/; the
+    partition that lands later kept aside), its tiny models built into ``models`` (the fixture's
+    own folder, or ``models``: the default ``inputs.models``), the fixture's params.yaml merged in
+    (the model paths following ``models``), then ``edit(ws, params)`` when given, committed to git.
+    No demo data, no world, the demo model never pulled."""
+    from ruamel.yaml import YAML
+
+    from flows.profiles import copy_project
+
+    copy_project(REPO, ws)
+    shutil.rmtree(ws / "data", ignore_errors=True)  # no demo data, no world
+    shutil.copytree(BYOD, ws / "byod", ignore=shutil.ignore_patterns("*.py", "params.yaml", "__pycache__"))
+    shutil.rmtree(ws / "byod/later")  # the partition that lands afterwards
+    sys.path.insert(0, str(BYOD))
+    try:
+        import make_model
+    finally:
+        sys.path.remove(str(BYOD))
+    built = make_model.make_models(ws / models)  # weights are built here, never committed
+    y = YAML()
+    params = y.load((ws / "params.yaml").read_text())
+    _merge(params, y.load((BYOD / "params.yaml").read_text()))
+    if models != "byod/models":
+        params["inputs"]["models"] = models
+        params["base"]["model_path"] = str(built[make_model.POLICY].relative_to(ws))
+        params["rm"]["model_path"] = str(built[make_model.REWARD].relative_to(ws))
+    if edit is not None:
+        edit(ws, params)
+    with open(ws / "params.yaml", "w") as f:
+        y.dump(params, f)
+    git(ws, "init", "-q")
+    git(ws, "add", "-A")
+    git(ws, "commit", "-qm", "a team's workspace")
+    assert not (ws / "data/world").exists() and not (ws / "models/demo-base").exists()
+    return ws
 
 
 def run(ws: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -22,51 +22,19 @@ import time
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
-from tests.e2e.conftest import REPO, git, run
+from tests.e2e.conftest import BYOD as FIXTURE, byod_workspace, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.acceptance]  # ~5 min: make test-acceptance
 
-FIXTURE = REPO / "tests/fixtures/byod"
 JUDGES = ("judge-ana", "judge-ben")
 RANKERS = ("rank-new-1", "rank-new-2")
-
-
-def _merge(base: dict, over: dict) -> None:
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
 
 
 @pytest.fixture(scope="module")
 def byod(tmp_path_factory) -> Path:
     """A copy of the project with the fixture as its data (byod/), its tiny models, no world."""
-    from flows.profiles import copy_project
-
-    ws = tmp_path_factory.mktemp("byod") / "ws"
-    copy_project(REPO, ws)
-    shutil.rmtree(ws / "data", ignore_errors=True)  # no demo data, no world
-    shutil.copytree(FIXTURE, ws / "byod", ignore=shutil.ignore_patterns("*.py", "params.yaml", "__pycache__"))
-    shutil.rmtree(ws / "byod/later")  # the partition that lands afterwards
-    sys.path.insert(0, str(FIXTURE))
-    try:
-        import make_model
-    finally:
-        sys.path.remove(str(FIXTURE))
-    make_model.make_models(ws / "byod/models")  # weights are built here, never committed
-    y = YAML()
-    params = y.load((ws / "params.yaml").read_text())
-    _merge(params, y.load((FIXTURE / "params.yaml").read_text()))
-    with open(ws / "params.yaml", "w") as f:
-        y.dump(params, f)
-    git(ws, "init", "-q")
-    git(ws, "add", "-A")
-    git(ws, "commit", "-qm", "a team's workspace")
-    assert not (ws / "data/world").exists()
-    return ws
+    return byod_workspace(tmp_path_factory.mktemp("byod") / "ws")
 
 
 def _overlap(prompt: str, text: str) -> int:

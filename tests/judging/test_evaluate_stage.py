@@ -5,6 +5,7 @@ judges who labeled training data rejected, proxy figures always, `wait: false`."
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from tasks.common import EXIT_AWAITING, main
 from tests.judging.conftest import set_params
 
 TASKS = Path("labels/outbox/judge_tasks.jsonl")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_evaluate() -> int:
@@ -157,3 +159,39 @@ def test_demonstration_figures_only_over_prompts_that_have_one(workspace):
     assert metrics["demo_loss_prompts"] == len(answered)
     report = Path("outputs/evaluate/report.md").read_text()
     assert f"| labelers' demonstrations ({len(answered)} of {len(samples)} prompts have one) |" in report
+
+
+@pytest.mark.parametrize("nlp_task", ["none", "empty.jsonl"])
+def test_no_nlp_task_leaves_its_accuracy_absent_and_says_why(workspace, nlp_task):
+    """Issue 22: an empty NLP task file gave "NLP task accuracy 0.0 %" for every model, as if
+    measured. With `inputs.nlp_task: none` (the project's directory that holds no items), or an
+    empty file, no model has the figure, metrics.json and the report say why."""
+    shutil.copytree(REPO / "none", workspace / "none")
+    Path("empty.jsonl").write_text("")
+    set_params(workspace, "inputs", nlp_task=nlp_task, judgements="none")
+    set_params(workspace, "evaluate", judge="none")
+    assert run_evaluate() == 0
+    metrics = json.loads(Path("outputs/evaluate/metrics.json").read_text())
+    reason = {"none": "no NLP task given (inputs.nlp_task: none, no *.jsonl file in it)",
+              "empty.jsonl": "no NLP task given (inputs.nlp_task: empty.jsonl holds no items)"}[nlp_task]
+    assert metrics["absent"] == {"nlp_task_accuracy": reason}
+    assert metrics["sources"]["nlp_task_accuracy"] == "absent" and "nlp_task_items" not in metrics
+    for model in ("base", "sft", "ppo", "ppo_noptx"):
+        assert "nlp_task_accuracy" not in metrics[model] and "corpus_loss" in metrics[model]
+    report = Path("outputs/evaluate/report.md").read_text()
+    table = report.split("## Proxy figures per model")[1].split("\n\n")[1].splitlines()
+    nlp = {row.split(" | ")[0].strip("| "): row.split(" | ")[-1].strip("| ") for row in table[2:]}
+    assert table[0].endswith("| NLP task accuracy (proxy) |")
+    for model in ("base (pretrained only)", "SFT", "PPO-ptx (InstructGPT)", "PPO (no ptx)"):
+        assert nlp[model] == "absent", nlp
+    assert f"NLP task accuracy: absent: {reason}." in report
+    assert f"- nlp_task_accuracy: absent: {reason}" in report
+
+
+def test_nlp_task_items_are_counted_in_the_report(workspace):
+    set_params(workspace, "evaluate", judge="none")
+    assert run_evaluate() == 0
+    metrics = json.loads(Path("outputs/evaluate/metrics.json").read_text())
+    assert metrics["nlp_task_items"] == 6 and "absent" not in metrics
+    assert metrics["sources"]["nlp_task_accuracy"] == "proxy"
+    assert "NLP task accuracy: 6 items." in Path("outputs/evaluate/report.md").read_text()
