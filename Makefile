@@ -25,16 +25,18 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 # The Prefect deployment's name (prefect.yaml): one deployment per workspace on a shared server,
 # e.g. make deploy DEPLOYMENT=nightly-alice (docs/SCALE.md, section 6)
 DEPLOYMENT ?= nightly
+# The services' generated secrets (instructgpt/credentials.py): this checkout's .secrets/ (mode 0700,
+# git-ignored), absolute so that a profile's workspace finds them too; make secrets writes the shared
+# servers' ones (docs/SCALE.md, section 7), make labelstudio its own at its first start.
+INSTRUCTGPT_SECRETS ?= $(CURDIR)/.secrets
+export INSTRUCTGPT_SECRETS
 # Label Studio (make labelstudio): a local service in its own venv .labelstudio/venv, on 127.0.0.1 only.
-# Set your own user, password and token before its first start (kept in .labelstudio/data).
+# Its first start generates the password and API token into $(INSTRUCTGPT_SECRETS)/labelstudio.env.
 LABEL_STUDIO_PORT ?= 8080
-LABEL_STUDIO_USERNAME ?= admin@example.com
-LABEL_STUDIO_PASSWORD ?= instructgpt
-LABEL_STUDIO_API_KEY ?= instructgpt-local-token
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
-export LABEL_STUDIO_PORT LABEL_STUDIO_USERNAME LABEL_STUDIO_PASSWORD LABEL_STUDIO_API_KEY LABEL_STUDIO_URL
+export LABEL_STUDIO_PORT LABEL_STUDIO_URL
 
-.PHONY: run seeds test ui data venv venv-test constraints deploy worker bench bench-peers gpu-check world demo-base clean help test-acceptance test-services labelstudio labelstudio-venv labels-push labels-pull
+.PHONY: run seeds test ui data venv venv-test constraints deploy worker bench bench-peers gpu-check world demo-base clean help test-acceptance test-services labelstudio labelstudio-venv labels-push labels-pull secrets
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
@@ -44,6 +46,7 @@ help:
 	@echo "make test-acceptance - own data/logs/model/labelers end to end, a real Label Studio round trip, dvc repro vs the flow"
 	@echo "make test-services - MLflow on PostgreSQL, DVC on S3 (moto), Prefect server + workers, the deployment (10-15 min)"
 	@echo "make ui      - MLflow UI on http://127.0.0.1:5000 over mlflow/"
+	@echo "make secrets - generate the shared servers' passwords into .secrets/ (MLFLOW_AUTH_DB=URL; docs/SCALE.md, section 7)"
 	@echo "make deploy  - register the nightly Prefect deployment (needs 'prefect server start'; DEPLOYMENT=name)"
 	@echo "make worker  - start a worker on the local process pool"
 	@echo "make bench   - the benchmarks under bench/"
@@ -136,6 +139,12 @@ deploy: venv
 
 worker: venv
 	$(BIN)/prefect worker start --pool local
+
+# The shared MLflow and Prefect servers' secrets (docs/SCALE.md, section 7), kept when they exist:
+# services.env for the servers' host, pipeline.env for every machine that runs stages or workers.
+# MLFLOW_AUTH_DB: MLflow's user database (SQLAlchemy URL), else a SQLite file in .secrets/.
+secrets: venv
+	$(PY) -m instructgpt.credentials services $(if $(MLFLOW_AUTH_DB),--mlflow-auth-db '$(MLFLOW_AUTH_DB)',)
 
 bench: venv
 	for b in $(filter-out bench/ppo_vs_trl.py,$(wildcard bench/*.py)); do $(PY) $$b || exit 1; done

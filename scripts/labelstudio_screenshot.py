@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from instructgpt import credentials  # noqa: E402
 from instructgpt.labeling import service  # noqa: E402
 from instructgpt.labeling.formats import task_id  # noqa: E402
 from instructgpt.labeling.studio import Studio, push  # noqa: E402
@@ -84,7 +85,11 @@ def main(out: Path) -> int:
                        check=True)
     work = Path(tempfile.mkdtemp(prefix="ls-shot-"))
     port = free_port()
-    proc = service.start(port, work / "data", USER, PASSWORD, TOKEN, venv=venv, log=work / "server.log")
+    # a throw-away instance: its account is given in its own credentials file instead of generated
+    account = work / "labelstudio.env"
+    credentials.write_env(account, {"LABEL_STUDIO_USERNAME": USER, "LABEL_STUDIO_PASSWORD": PASSWORD,
+                                    "LABEL_STUDIO_API_KEY": TOKEN}, "the screenshot's throw-away Label Studio")
+    proc = service.start(port, work / "data", venv=venv, log=work / "server.log", credentials_path=account)
     try:
         url = f"http://127.0.0.1:{port}"
         outbox = work / "outbox"

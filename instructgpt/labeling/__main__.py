@@ -6,7 +6,9 @@
            labels/judgements/label_studio.json, where the pipeline and DVC see the answers
 
 Configured by LABEL_STUDIO_URL (default http://127.0.0.1:8080) and LABEL_STUDIO_API_KEY (a legacy
-token or a personal access token). ``make labels-push`` / ``make labels-pull`` run these.
+token or a personal access token); without it, the token `make labelstudio` generated at its first
+start (.secrets/labelstudio.env) for a Label Studio on this machine. ``make labels-push`` /
+``make labels-pull`` run these.
 """
 
 from __future__ import annotations

@@ -16,9 +16,11 @@ depend on label-studio or its SDK.
   ``labels/rankings/label_studio.json`` and ``labels/judgements/label_studio.json``, where the
   pipeline (and DVC, which tracks those directories) sees the new answers.
 
-Authentication (``LABEL_STUDIO_API_KEY``): a legacy token (``Authorization: Token ...``; ``make
-labelstudio`` starts Label Studio with one, since 1.23 disables legacy tokens by default), or a
-personal access token from Account & Settings (a JWT refresh token: exchanged at
+Authentication: ``LABEL_STUDIO_API_KEY`` when set, else, for a Label Studio on this machine
+(127.0.0.1 or localhost), the token ``make labelstudio`` generated at its first start
+(``.secrets/labelstudio.env``, ``instructgpt.labeling.service``). Either a legacy token
+(``Authorization: Token ...``; ``make labelstudio`` enables them, which 1.23 turns off by default),
+or a personal access token from Account & Settings (a JWT refresh token: exchanged at
 ``/api/token/refresh/`` for a short-lived access token sent as ``Bearer``).
 """
 
@@ -32,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from instructgpt import credentials
 from instructgpt.labeling.formats import CHOICE, RANKER, RESPONSES_LIST, item_id, read_jsonl
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -87,6 +90,15 @@ class StudioError(RuntimeError):
     """Label Studio answered with an error (the message names the request and what to do)."""
 
 
+def local_api_key(url: str) -> str | None:
+    """The token of the Label Studio ``make labelstudio`` runs here, for a URL on this machine only
+    (the local token is never sent to another server)."""
+    path = credentials.secrets_dir() / credentials.LABEL_STUDIO
+    if httpx.URL(url).host not in ("127.0.0.1", "localhost") or not path.exists():
+        return None
+    return credentials.read_env(path).get("LABEL_STUDIO_API_KEY")
+
+
 def is_personal_access_token(key: str) -> bool:
     """Personal access tokens are JWTs (three base64 parts); legacy tokens are plain hex."""
     return key.count(".") == 2 and key.startswith("eyJ")
@@ -97,11 +109,12 @@ class Studio:
 
     def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 60.0) -> None:
         self.url = (url or os.environ.get("LABEL_STUDIO_URL") or DEFAULT_URL).rstrip("/")
-        key = api_key or os.environ.get("LABEL_STUDIO_API_KEY")
+        key = api_key or os.environ.get("LABEL_STUDIO_API_KEY") or local_api_key(self.url)
         if not key:
-            raise StudioError("no API key: set LABEL_STUDIO_API_KEY to your Label Studio token (Account & "
-                              "Settings > Personal Access Token, or the legacy token `make labelstudio` "
-                              "starts it with)")
+            raise StudioError(f"no API key for {self.url}: `make labelstudio` writes its token to "
+                              f"{credentials.secrets_dir() / credentials.LABEL_STUDIO} at its first start; for "
+                              f"another Label Studio set LABEL_STUDIO_API_KEY (Account & Settings > Personal "
+                              f"Access Token)")
         self._key = key
         self.http = httpx.Client(base_url=self.url, timeout=timeout)
         self._authorize()
@@ -132,9 +145,9 @@ class Studio:
                 continue
             break
         if resp.status_code == 401:
-            raise StudioError(f"{method} {path}: 401 {resp.text[:300]} - check LABEL_STUDIO_API_KEY (legacy tokens "
-                              f"work only where the organisation enables them; a personal access token "
-                              f"always does)")
+            raise StudioError(f"{method} {path}: 401 {resp.text[:300]} - check LABEL_STUDIO_API_KEY or "
+                              f"{credentials.secrets_dir() / credentials.LABEL_STUDIO} (legacy tokens work only where "
+                              f"the organisation enables them; a personal access token always does)")
         if resp.status_code >= 400:
             raise StudioError(f"{method} {path}: {resp.status_code} {resp.text[:500]}")
         return resp.json() if resp.content else None

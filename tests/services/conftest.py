@@ -1,6 +1,7 @@
 """Shared services for one session: PostgreSQL + an MLflow server on it, an S3 endpoint, a Prefect
-server; a tiny-profile workspace trained once through the flow against them, and a second
-workspace restored from the first one's run cache through S3.
+server, MLflow and Prefect locked with the secrets `make secrets` generates; a tiny-profile workspace
+trained once through the flow against them with the pipeline's credentials, and a second workspace
+restored from the first one's run cache through S3.
 
 The services tests are marked `services` and run by `make test-services` (.ci/run runs it after
 `make test`): they train the tiny profile once (~5 min on 2 busy cores) and start four servers.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from instructgpt import credentials
 from tests.e2e.conftest import make_workspace, share_run_cache
 from tests.services import servers
 from tests.services.ci import pytest_runtest_makereport  # noqa: F401  (a skip fails under CI=true)
@@ -35,9 +37,26 @@ def postgres() -> Iterator[servers.Postgres]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(postgres, tmp_path_factory) -> Iterator[servers.MlflowServer]:
-    with servers.mlflow_server(postgres.url, tmp_path_factory.mktemp("mlflow-server")) as srv:
+def service_secrets(postgres, tmp_path_factory) -> Path:
+    """`make secrets MLFLOW_AUTH_DB=...` on the servers' host: the secrets folder, with MLflow's
+    users in a PostgreSQL database of their own (docs/SCALE.md, section 7)."""
+    folder = tmp_path_factory.mktemp("host") / ".secrets"
+    credentials.service_secrets(folder, mlflow_auth_db=postgres.create_database("mlflow_auth"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres, service_secrets, tmp_path_factory) -> Iterator[servers.MlflowServer]:
+    with servers.mlflow_server(postgres.url, tmp_path_factory.mktemp("mlflow-server"), service_secrets) as srv:
         yield srv
+
+
+@pytest.fixture
+def mlflow_login(mlflow_server, monkeypatch) -> servers.MlflowServer:
+    """This test process logs in to the tracking server as the pipeline does (its environment)."""
+    for key, value in mlflow_server.env.items():
+        monkeypatch.setenv(key, value)
+    return mlflow_server
 
 
 @pytest.fixture(scope="session")
@@ -47,20 +66,22 @@ def s3(tmp_path_factory) -> Iterator[servers.S3]:
 
 
 @pytest.fixture(scope="session")
-def prefect(tmp_path_factory) -> Iterator[servers.PrefectServer]:
-    with servers.prefect_server(tmp_path_factory.mktemp("prefect"),
+def prefect(service_secrets, tmp_path_factory) -> Iterator[servers.PrefectServer]:
+    with servers.prefect_server(tmp_path_factory.mktemp("prefect"), service_secrets,
                                 PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS=SLOT_WAIT_S) as srv:
         yield srv
 
 
 def flow_env(prefect: servers.PrefectServer, mlflow_server: servers.MlflowServer) -> dict[str, str]:
-    """What a machine of the cluster sets: the shared Prefect API and the shared tracking server."""
-    return {**prefect.env, "MLFLOW_TRACKING_URI": mlflow_server.url}
+    """What a machine of the cluster sets: the shared Prefect API and the shared tracking server, and
+    pipeline.env's credentials for both."""
+    return {**prefect.env, **mlflow_server.env}
 
 
 @pytest.fixture(scope="session")
 def trained_workspace(mlflow_server, prefect, tmp_path_factory) -> Path:
-    """The tiny profile through the Prefect flow (`python -m flows.pipeline`), tracked on the server."""
+    """The tiny profile through the Prefect flow (`python -m flows.pipeline`), tracked on the server
+    with the pipeline's account."""
     ws = make_workspace(tmp_path_factory.mktemp("ws-a"))
     proc = subprocess.run([sys.executable, "-m", "flows.pipeline"], cwd=ws, env=flow_env(prefect, mlflow_server),
                           capture_output=True, text=True, timeout=1500)

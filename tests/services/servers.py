@@ -3,9 +3,11 @@ and stopped (with everything it started) when its context ends.
 
 - PostgreSQL: Debian's server binaries (PATH, then /usr/lib/postgresql/*/bin). initdb refuses to
   run as root, so as root the server runs as the ``postgres`` user (``nobody`` without one).
-- MLflow: `mlflow server` on that database, serving artifacts from a folder of its own.
+- MLflow: `mlflow server --app-name basic-auth` on that database, serving artifacts from a folder of
+  its own, with the secrets `make secrets` generates (instructgpt/credentials.py) and the
+  pipeline's account made as docs/SCALE.md says.
 - S3: moto's standalone server (`moto_server`), an S3-compatible endpoint with a bucket.
-- Prefect: `prefect server start` with a PREFECT_HOME of its own.
+- Prefect: `prefect server start` with a PREFECT_HOME of its own and the generated auth string.
 
 A missing binary skips the test with a message that says what to install.
 """
@@ -58,9 +60,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# what points a process at a service or logs it in (docs/SCALE.md): never inherited from the test's own
+SERVICE_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_URL",
+                "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING")
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without a tracking URI or Prefect API of another service."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
+    """The test's environment without the address or credentials of another service."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
     env.update(extra)
     return env
 
@@ -151,7 +158,16 @@ class Postgres:
     @property
     def url(self) -> str:
         """SQLAlchemy URL (psycopg 3 driver), what `mlflow server --backend-store-uri` takes."""
-        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{self.database}"
+        return self.url_of(self.database)
+
+    def url_of(self, database: str) -> str:
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """A new empty database; returns its URL."""
+        with self.connect("postgres") as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url_of(name)
 
     def connect(self, database: str | None = None):
         import psycopg
@@ -206,23 +222,37 @@ def postgres() -> Iterator[Postgres]:
 class MlflowServer:
     url: str
     artifacts: Path
+    env: dict[str, str]
+    """What a machine that runs stages sets: MLFLOW_TRACKING_URI and the pipeline's account."""
+    log: Path
+
+    @property
+    def login(self) -> tuple[str, str]:
+        return self.env["MLFLOW_TRACKING_USERNAME"], self.env["MLFLOW_TRACKING_PASSWORD"]
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, workdir: Path) -> Iterator[MlflowServer]:
-    """`mlflow server` on ``backend_uri`` that serves artifacts from ``workdir/artifacts``."""
+def mlflow_server(backend_uri: str, workdir: Path, secrets: Path) -> Iterator[MlflowServer]:
+    """`mlflow server --app-name basic-auth` on ``backend_uri`` that serves artifacts from
+    ``workdir/artifacts``, started with ``secrets/services.env`` as docs/SCALE.md starts it; the
+    pipeline's account of ``secrets/pipeline.env`` is made once it answers."""
+    from instructgpt import credentials
+
     exe = VENV_BIN / "mlflow"
     if not exe.exists():
         pytest.skip(f"no mlflow executable at {exe}")
     port = free_port()
     artifacts = workdir / "artifacts"
     artifacts.mkdir(parents=True)
-    cmd = [str(exe), "server", "--backend-store-uri", backend_uri, "--serve-artifacts",
+    cmd = [str(exe), "server", "--app-name", "basic-auth", "--backend-store-uri", backend_uri, "--serve-artifacts",
            "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
-    url = f"http://127.0.0.1:{port}"
-    with service(cmd, workdir / "mlflow-server.log", clean_env(), http_ok(f"{url}/health"), "mlflow server",
-                 cwd=workdir):
-        yield MlflowServer(url, artifacts)
+    url, log = f"http://127.0.0.1:{port}", workdir / "mlflow-server.log"
+    with service(cmd, log, clean_env(**credentials.read_env(secrets / credentials.SERVICES)), http_ok(f"{url}/health"),
+                 "mlflow server", cwd=workdir):
+        credentials.mlflow_pipeline_user(url, secrets)
+        client = credentials.read_env(secrets / credentials.PIPELINE)
+        yield MlflowServer(url, artifacts, {"MLFLOW_TRACKING_URI": url, **{k: client[k] for k in (
+            "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}}, log)
 
 
 # --- S3 (moto) -----------------------------------------------------------------------------------
@@ -265,19 +295,31 @@ def s3_server(workdir: Path, bucket: str = "instructgpt-dvc") -> Iterator[S3]:
 class PrefectServer:
     url: str
     env: dict[str, str]
-    """An environment pointing at this server (never put in os.environ: nothing else talks to it)."""
+    """An environment pointing at this server and holding its auth string (never put in os.environ:
+    nothing else talks to it)."""
+    log: Path
+
+    @property
+    def auth_string(self) -> str:
+        return self.env["PREFECT_API_AUTH_STRING"]
 
 
 @contextlib.contextmanager
-def prefect_server(workdir: Path, **settings: str) -> Iterator[PrefectServer]:
-    """`prefect server start` with its own PREFECT_HOME; ``settings`` go to the server's environment."""
+def prefect_server(workdir: Path, secrets: Path, **settings: str) -> Iterator[PrefectServer]:
+    """`prefect server start` with its own PREFECT_HOME and the auth string of ``secrets/services.env``
+    (the clients' is in ``secrets/pipeline.env``); ``settings`` go to the server's environment."""
+    from instructgpt import credentials
+
     exe = VENV_BIN / "prefect"
     if not exe.exists():
         pytest.skip(f"no prefect executable at {exe}")
     port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = clean_env(PREFECT_HOME=str(workdir / "prefect-home"), PREFECT_API_URL=url)
+    url, log = f"http://127.0.0.1:{port}/api", workdir / "prefect-server.log"
+    auth = credentials.read_env(secrets / credentials.SERVICES)["PREFECT_SERVER_API_AUTH_STRING"]
+    env = clean_env(PREFECT_HOME=str(workdir / "prefect-home"), PREFECT_API_URL=url,
+                    PREFECT_API_AUTH_STRING=credentials.read_env(secrets / credentials.PIPELINE)["PREFECT_API_AUTH_STRING"])
     cmd = [str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with service(cmd, workdir / "prefect-server.log", {**env, **settings}, http_ok(f"{url}/health"),
-                 "prefect server"):
-        yield PrefectServer(url, env)
+    server_env = {**{k: v for k, v in env.items() if k != "PREFECT_API_AUTH_STRING"},
+                  "PREFECT_SERVER_API_AUTH_STRING": auth, **settings}
+    with service(cmd, log, server_env, http_ok(f"{url}/health"), "prefect server"):
+        yield PrefectServer(url, env, log)

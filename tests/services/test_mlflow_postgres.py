@@ -1,8 +1,10 @@
 """A shared tracking server: `mlflow server` on a real PostgreSQL, artifacts served by the server.
 
-The tiny pipeline ran through the Prefect flow with MLFLOW_TRACKING_URI pointing at the server
+The tiny pipeline ran through the Prefect flow with MLFLOW_TRACKING_URI pointing at the server and
+the pipeline's account in MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD
 (conftest.trained_workspace): every stage is real project code, and the evaluate stage registers
-the models. What lands where is read back from the server, its database and its artifact folder.
+the models. What lands where is read back from the server (logged in as the pipeline), its
+database and its artifact folder. Requests without the account: test_auth.py.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tests.services.conftest import STAGES
 pytestmark = pytest.mark.services
 
 
-def test_runs_and_artifacts_live_on_the_server(trained_workspace, mlflow_server, postgres):
+def test_runs_and_artifacts_live_on_the_server(trained_workspace, mlflow_login, mlflow_server, postgres):
     from mlflow import MlflowClient
 
     client = MlflowClient(mlflow_server.url)
@@ -58,7 +60,7 @@ def test_runs_and_artifacts_live_on_the_server(trained_workspace, mlflow_server,
     assert aliases == {"instructgpt-policy": "champion", "instructgpt-reward-model": "champion"}
 
 
-def test_registry_on_the_server_loads_and_generates(trained_workspace, mlflow_server, monkeypatch):
+def test_registry_on_the_server_loads_and_generates(trained_workspace, mlflow_login, mlflow_server, monkeypatch):
     import mlflow
     from mlflow import MlflowClient
 
@@ -75,15 +77,15 @@ def test_registry_on_the_server_loads_and_generates(trained_workspace, mlflow_se
     assert len(out) == 1 and isinstance(out[0], str)
 
 
-def test_second_workspace_evaluates_against_the_shared_champion(trained_workspace, mlflow_server, postgres,
-                                                                tmp_path):
+def test_second_workspace_evaluates_against_the_shared_champion(trained_workspace, mlflow_login, mlflow_server,
+                                                                postgres, tmp_path):
     """A teammate's copy of the workspace re-runs evaluate against the same server: its policy is
     registered as version 2 (`candidate`), compared with the champion the server holds (version 1,
     loaded through the server), and `champion` moves only if the rule says so."""
     other = tmp_path / "ws-copy"
     shutil.copytree(trained_workspace, other, symlinks=True)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env["MLFLOW_TRACKING_URI"] = mlflow_server.url
+    env.update(mlflow_server.env)
     proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "-f", "-s", "evaluate"], cwd=other, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -105,14 +107,14 @@ def test_second_workspace_evaluates_against_the_shared_champion(trained_workspac
     assert versions == 2
 
 
-def test_make_ui_points_at_the_server(mlflow_server, tmp_path):
+def test_make_ui_points_at_the_server(mlflow_login, mlflow_server, tmp_path):
     """`make ui` (flows.ui) starts no local UI against a tracking server: it prints the server's runs table."""
     from mlflow import MlflowClient
 
     from tests.services import servers
 
     repo = Path(__file__).resolve().parents[2]
-    env = servers.clean_env(MLFLOW_TRACKING_URI=mlflow_server.url, PYTHONPATH=str(repo))
+    env = servers.clean_env(**mlflow_server.env, PYTHONPATH=str(repo))
     proc = subprocess.run([sys.executable, "-m", "flows.ui"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -5,7 +5,9 @@ directory and a concurrency limit of one run). Two runs of each are queued at on
 (`prefect worker start --pool local --limit 1`) take them. Both workers run flow runs, the two
 workspaces run side by side, and two runs of one workspace never overlap: the second waits for its
 deployment's slot. Every stage is cached (the workspaces come trained), so a run is the flow
-walking eight cached `dvc repro` calls, tracked on the shared MLflow server.
+walking eight cached `dvc repro` calls, tracked on the shared MLflow server. The server takes only
+requests carrying its auth string: `make deploy`, the workers and the flow runs they start hold it
+in PREFECT_API_AUTH_STRING (pipeline.env), as docs/SCALE.md says.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def test_two_workers_share_the_pool_one_run_per_workspace(trained_workspace, res
     env = flow_env(prefect, mlflow_server)
     for name, ws in workspaces.items():
         _deploy(ws, name, env)
-    with SyncPrefectClient(prefect.url) as client:
+    with SyncPrefectClient(prefect.url, auth_string=prefect.auth_string) as client:
         runs: dict[str, list] = {}
         for name, ws in workspaces.items():
             deployment = client.read_deployment_by_name(f"instructgpt-pipeline/{name}")
@@ -76,7 +78,7 @@ def test_two_workers_share_the_pool_one_run_per_workspace(trained_workspace, res
     workers = [_worker(f"worker-{i}", worker_env, tmp_path / f"worker-{i}.log") for i in (1, 2)]
     ids = [run.id for rs in runs.values() for run in rs]
     try:
-        with SyncPrefectClient(prefect.url) as client:
+        with SyncPrefectClient(prefect.url, auth_string=prefect.auth_string) as client:
             deadline = time.time() + 900
             while time.time() < deadline:
                 states = {i: client.read_flow_run(i).state for i in ids}
