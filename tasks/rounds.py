@@ -32,7 +32,8 @@ def second_round(body: Callable[[Stage], None]) -> Callable[[Stage], None]:
 
 def skip(stage: Stage) -> None:
     """The stage's declared outputs, empty: JSONL files empty, model directories holding only
-    `MARKER` (what evaluate and a reader see), metrics ``{"round2": 0}``, curves empty."""
+    `MARKER` (what evaluate and a reader see), metrics ``{"round2": 0}`` without a duration (so a re-run
+    changes no byte and the stages after it stay cached), curves empty."""
     for target in declared_outputs(stage.name)["outs"]:
         path = stage.path(target)
         if path.suffix in (".jsonl", ".csv"):
@@ -41,6 +42,8 @@ def skip(stage: Stage) -> None:
             path.mkdir()
             (path / MARKER).write_text(json.dumps({"trained": False, "reason": REASON}) + "\n")
     stage.metrics["round2"] = 0
+    for metrics_file in declared_outputs(stage.name)["metrics"]:  # no duration: the same bytes every time,
+        stage.path(metrics_file).write_text(json.dumps({"round2": 0, "skipped": REASON}, indent=2) + "\n")
     if stage.run is not None:
         import mlflow
 
