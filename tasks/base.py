@@ -15,7 +15,7 @@ from tasks.gates import Table
 
 
 def body(stage: Stage) -> None:
-    from instructgpt.stages import BaseConfig
+    from instructgpt.train.pretrain import BaseConfig
 
     cfg = stage.config(BaseConfig)
     if cfg.model_path:

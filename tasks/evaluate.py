@@ -75,7 +75,7 @@ def body(stage: Stage) -> None:
     from instructgpt.judging import make_judge, win_rate_rows
     from instructgpt.judging.proxy import SOURCES as PROXY_SOURCES
     from instructgpt.rounds import RoundsConfig
-    from instructgpt.stages import EvaluateConfig
+    from instructgpt.judging.config import EvaluateConfig
 
     cfg = stage.config(EvaluateConfig)
     src = models_after(stage.config(RoundsConfig, section="rounds").n)

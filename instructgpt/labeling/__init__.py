@@ -7,7 +7,7 @@
 - `agreement`: inter-labeler agreement, overall and per labeler;
 - `sampling`: K distinct SFT samples per RM prompt (what every labeler ranks);
 - `simulated`, `human`: the two `RankingLabelers` (``label.labelers``);
-- `run`: the label step the ``label`` stage calls;
+- `run`: the label step the ``label`` stage calls, and its config `LabelConfig`;
 - `studio`, `service`, ``python -m instructgpt.labeling push|pull``: Label Studio (a separate
   local service in its own venv) as the labelers' interface.
 

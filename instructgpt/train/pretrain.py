@@ -1,9 +1,10 @@
-"""Pretraining of the base causal LM on the corpus (the paper starts from GPT-3; we train ours)."""
+"""Pretraining of the base causal LM on the corpus (the paper starts from GPT-3; we train ours),
+and ``BaseConfig``, the config of the ``base`` stage (params.yaml section ``base``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -13,6 +14,7 @@ from instructgpt.config import ConfigError
 from instructgpt.data import make_blocks
 from instructgpt.evaluation import corpus_loss
 from instructgpt.losses import lm_loss
+from instructgpt.models import ModelConfig
 from instructgpt.train.common import LogFn, device_of, no_log
 from instructgpt.train.loop import Stage, Stat, TrainConfig, main_process_log, train_loop
 
@@ -41,6 +43,41 @@ class PretrainConfig(TrainConfig):
         super().__post_init__()
         if self.block_size < 1:
             raise ConfigError(f"base.train.block_size={self.block_size} must be >= 1")
+
+
+@dataclass
+class BaseConfig:
+    """The ``base`` stage: a tokenizer and a causal LM "pretrained" on the corpus, or your own."""
+
+    model_path: str | None = None
+    """A local Hugging Face causal-LM directory to use instead of training one (then no training
+    happens; the directory is copied to outputs/base/model). It must lie inside ``inputs.models``
+    (what DVC tracks for this stage). Any ``AutoModelForCausalLM`` architecture, safetensors, no
+    remote code; a tokenizer without a pad token gets one; a chat template in its tokenizer
+    becomes the prompt format of every later stage (``instructgpt.text``). null: train on the
+    corpus (``inputs.corpus``)."""
+    vocab_size: int = 2048
+    """Size of the byte-level BPE vocabulary trained on the corpus."""
+    max_documents: int | None = None
+    """Use only the first N corpus documents (the tiny profile); null: all."""
+    heldout_fraction: float = 0.05
+    """Share of corpus documents held out (by a stable hash of doc_id) to measure corpus loss and
+    the alignment tax; never trained on, by base or by PPO-ptx."""
+    nlp_task_items: int = 500
+    """How many items of ``inputs.nlp_task`` to score (multiple choice by log-likelihood). With
+    no items (0 here, or ``inputs.nlp_task: none``) the accuracy is absent, with the reason."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Shape of the freshly initialised model."""
+    train: PretrainConfig = field(default_factory=PretrainConfig)
+    """Optimisation of the pretraining run."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.heldout_fraction < 0.5:
+            raise ConfigError(f"base.heldout_fraction={self.heldout_fraction}: choose a value in (0, 0.5)")
+        if self.vocab_size < 300:
+            raise ConfigError(f"base.vocab_size={self.vocab_size}: a byte-level BPE needs at least 300")
+        if self.nlp_task_items < 0:
+            raise ConfigError(f"base.nlp_task_items={self.nlp_task_items}: items to score, >= 0 (0: not measured)")
 
 
 class _Pretrain(Stage):

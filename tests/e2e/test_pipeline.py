@@ -269,7 +269,7 @@ def test_ppo_param_change_reruns_only_ppo_and_evaluate(workspace, prefect_server
     from mlflow import MlflowClient
 
     from instructgpt.config import from_dict
-    from instructgpt.stages import EvaluateConfig
+    from instructgpt.judging.config import EvaluateConfig
     from instructgpt.world import load_world
 
     cfg = from_dict(EvaluateConfig, yaml.safe_load((workspace / "params.yaml").read_text())["evaluate"], "evaluate")

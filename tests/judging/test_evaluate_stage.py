@@ -120,7 +120,7 @@ def test_best_of_n_picks_the_rms_favourite_of_n_sft_samples(workspace, monkeypat
     """Each prompt's N samples are scored by the RM; the highest wins (the first drawn on a tie)."""
     import tasks.evaluate as evaluate
     from instructgpt.judging import proxy
-    from instructgpt.stages import EvaluateConfig
+    from instructgpt.judging.config import EvaluateConfig
 
     prompts = ["Say hi.", "Name a colour."]
     cfg = EvaluateConfig(best_of_n=3, max_new_tokens=8, temperature=1.0)

@@ -57,15 +57,18 @@ def test_wrong_type_and_cross_field_rule():
     ("rounds", "RoundsConfig", {"max_prompts": 0}, r"rounds.max_prompts=0"),
 ])
 def test_the_recipes_new_knobs_refuse_what_cannot_work(section, cls, data, message):
+    import instructgpt.judging.config as evaluate
+    import instructgpt.labeling.run as label
     import instructgpt.rounds as rounds
-    import instructgpt.stages as stages
+    import instructgpt.train.pretrain as base
     import instructgpt.train.reward as reward
 
+    modules = (base, label, evaluate, reward, rounds)
     with pytest.raises(ConfigError, match=message):
-        from_dict(getattr(stages, cls, None) or getattr(reward, cls, None) or getattr(rounds, cls), data, section)
+        from_dict(next(getattr(m, cls) for m in modules if hasattr(m, cls)), data, section)
 
 
 def test_label_temperatures_become_floats():
-    from instructgpt.stages import LabelConfig
+    from instructgpt.labeling.run import LabelConfig
 
     assert from_dict(LabelConfig, {"temperatures": [1, 0.7]}, "label").temperatures == [1.0, 0.7]
