@@ -35,7 +35,7 @@ RANK_REJECTED = OUTBOX / "rank_rejected.jsonl"  # what people sent that cannot b
 def body(stage: Stage) -> None:
     from instructgpt.labeling.run import label
     from instructgpt.labeling.validation import PromptIndex
-    from instructgpt.labeling.run import LabelConfig
+    from instructgpt.labeling.config import LabelConfig
 
     cfg = stage.config(LabelConfig)
     prompts = inputs.prompts("rm", ("train", "valid"))
@@ -54,7 +54,7 @@ def body_round2(stage: Stage) -> None:
     from instructgpt.labeling.sampling import mixed_sampler, sft_sampler
     from instructgpt.labeling.validation import PromptIndex
     from instructgpt.rounds import RoundsConfig
-    from instructgpt.labeling.run import LabelConfig
+    from instructgpt.labeling.config import LabelConfig
 
     rounds = stage.config(RoundsConfig, section="rounds")
     cfg = stage.config(LabelConfig, overrides={"max_prompts": rounds.max_prompts, "demonstration_prompts": 0})

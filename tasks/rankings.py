@@ -5,6 +5,7 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 import pandas as pd
 
+from instructgpt.preferences import is_permutation
 from tasks.gates import Table
 
 
@@ -15,7 +16,7 @@ def ranking_tables(rows: list[dict], k_min: int, k_max: int) -> list[Table]:
             "prompt_id": [r["prompt_id"] for r in rows],
             "labeler_id": [r["labeler_id"] for r in rows],
             "k": [len(r["responses"]) for r in rows],
-            "is_permutation": [sorted(r["ranking"]) == list(range(len(r["responses"]))) for r in rows],
+            "is_permutation": [is_permutation(r["ranking"], len(r["responses"])) for r in rows],
             "distinct_outputs": [len(set(r["responses"])) == len(r["responses"]) for r in rows],
         }
     )

@@ -26,6 +26,8 @@ def make_body(files: tuple[str, ...], out_dir: str):
     def body(stage: Stage) -> None:
         from pathlib import Path
 
+        from instructgpt.config import from_dict
+        from instructgpt.labeling.config import LabelConfig
         from instructgpt.train.reward import RewardConfig
 
         cfg = stage.config(RewardConfig)
@@ -36,8 +38,8 @@ def make_body(files: tuple[str, ...], out_dir: str):
         per_file = [inputs.read_jsonl(Path(f)) for f in files]
         comps = pd.concat(per_file, ignore_index=True)
         rows = comps.to_dict("records")
-        label = stage.params.get("label") or {}
-        tables = ranking_tables(rows, int(label.get("k_min", 2)), int(label.get("k_max", 9)))
+        label = from_dict(LabelConfig, stage.params.get("label"), "label")  # the K bounds the label stage kept
+        tables = ranking_tables(rows, label.k_min, label.k_max)
         tables.append(split_table(comps))
         stage.gate(tables)
 

@@ -7,7 +7,8 @@
 - `agreement`: inter-labeler agreement, overall and per labeler;
 - `sampling`: K distinct SFT samples per RM prompt (what every labeler ranks);
 - `simulated`, `human`: the two `RankingLabelers` (``label.labelers``);
-- `run`: the label step the ``label`` stage calls, and its config `LabelConfig`;
+- `config`: `LabelConfig`, the ``label`` stage's params;
+- `run`: the label step the ``label`` stage calls;
 - `studio`, `service`, ``python -m instructgpt.labeling push|pull``: Label Studio (a separate
   local service in its own venv) as the labelers' interface.
 
@@ -19,12 +20,10 @@ from instructgpt.labeling.protocol import (
     Collection,
     HumanRankings,
     Labelers,
-    Preference,
-    Ranking,
     RankingLabelers,
     RankingNotFound,
     write_rankings,
 )
 
-__all__ = ["CandidateSet", "Collection", "HumanRankings", "Labelers", "Preference", "Ranking", "RankingLabelers",
-           "RankingNotFound", "write_rankings"]
+__all__ = ["CandidateSet", "Collection", "HumanRankings", "Labelers", "RankingLabelers", "RankingNotFound",
+           "write_rankings"]

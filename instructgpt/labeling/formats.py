@@ -5,7 +5,8 @@
     {"prompt_id": "p0000042", "responses": ["...", "...", "..."], "ranking": [2, 0, 1],
      "labeler_id": "alice", "task_id": "3f9c0a1e5b7d2c48"}
 
-- ``responses``: the K (2..9) responses that were ranked, all different strings;
+- ``responses``: the K (2..9, `instructgpt.preferences.K_MIN`..``K_MAX``) responses that were
+  ranked, all different strings;
 - ``ranking``: indices into ``responses``, best first, a permutation of 0..K-1;
 - ``labeler_id``: who ranked (any string; agreement is reported per labeler);
 - ``task_id`` (optional): the exported task this answers; when given it must equal
@@ -47,7 +48,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-K_MIN, K_MAX = 2, 9  # K = 2 is chosen/rejected data; the paper ranked 4..9
 RANKER = "rank"  # name of the Ranker control in the Label Studio ranking project
 RESPONSES_LIST = "responses"  # name of its List object
 CHOICE = "choice"  # name of the Choices control in the pairwise judge project

@@ -17,7 +17,7 @@ Rankings file format (one JSON object per line; more in `instructgpt.labeling.fo
      "labeler_id": "alice"}
 
 `ranking` lists indices into `responses`, best first, and must be a permutation of 0..K-1
-(K = 2..9; the paper used 4..9, K = 2 is chosen/rejected data). Responses are decoded model
+(K = 2..9: `instructgpt.preferences`, which also holds the answers `Ranking` and `Preference`). Responses are decoded model
 outputs with the EOS token stripped; they may be empty. A prompt may appear on several lines
 (several response sets, or several labelers).
 """
@@ -29,24 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Ranking", "Preference", "Labelers", "RankingLabelers", "CandidateSet", "Collection",
+from instructgpt.preferences import Preference, Ranking, is_permutation
+
+__all__ = ["Labelers", "RankingLabelers", "CandidateSet", "Collection",
            "HumanRankings", "RankingNotFound", "write_rankings"]
-
-
-@dataclass(frozen=True)
-class Ranking:
-    """A labeler's ranking of K responses: `order` holds indices into them, best first."""
-
-    order: list[int]
-    labeler_id: str
-
-
-@dataclass(frozen=True)
-class Preference:
-    """A pairwise choice: `winner` is 0 when response a is preferred, 1 when b is."""
-
-    winner: int
-    labeler_id: str
 
 
 @runtime_checkable
@@ -128,7 +114,7 @@ class HumanRankings:
                     continue
                 rec = json.loads(line)
                 responses, ranking = rec["responses"], rec["ranking"]
-                if sorted(ranking) != list(range(len(responses))):
+                if not is_permutation(ranking, len(responses)):
                     raise ValueError(
                         f"{self.path}:{line_no}: ranking {ranking} is not a permutation of "
                         f"0..{len(responses) - 1} for prompt {rec['prompt_id']!r}")

@@ -31,7 +31,8 @@ from typing import Any
 
 import pandas as pd
 
-from instructgpt.labeling.formats import K_MAX, K_MIN, Record, rejection, task_id, where
+from instructgpt.labeling.formats import Record, rejection, task_id, where
+from instructgpt.preferences import K_MAX, K_MIN, is_permutation
 
 TRAIN_SPLITS = ("train", "valid")
 
@@ -110,7 +111,7 @@ def _problem(rec: Record, index: PromptIndex, k_min: int, k_max: int) -> tuple[s
         dup = [r for r, n in Counter(responses).items() if n > 1][0]
         return ("duplicate_responses", f"responses are not all different ({dup[:60]!r} appears "
                                        f"{responses.count(dup)} times)", {"field": "responses"})
-    if sorted(ranking) != list(range(k)):
+    if not is_permutation(ranking, k):
         return ("not_permutation", f"ranking {ranking} is not a permutation of 0..{k - 1}",
                 {"field": "ranking"})
     return None

@@ -25,6 +25,7 @@ from instructgpt.device import weights_changed
 from instructgpt.lora import LoRAConfig, add_adapter, check_lora, merge_adapter
 from instructgpt.losses import ranking_loss
 from instructgpt.models import RewardModel, set_dropout
+from instructgpt.preferences import is_permutation
 from instructgpt.prefix_sharing import pair_rewards
 from instructgpt.scoring import score_pairs  # noqa: F401  (re-exported: scoring strings lives there)
 from instructgpt.train.common import LogFn, device_of, no_log
@@ -91,7 +92,7 @@ def comparison_batch(
     with 0, mask (B, K_max) of real responses)."""
     pairs, owner = [], []
     for b, c in enumerate(comparisons):
-        if sorted(c.ranking) != list(range(len(c.responses))):
+        if not is_permutation(c.ranking, len(c.responses)):
             raise ValueError(
                 f"comparison {b}: ranking {c.ranking} is not a permutation of {len(c.responses)} responses")
         for k, r in enumerate(c.responses):

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from instructgpt.labeling.protocol import Preference, Ranking
+from instructgpt.preferences import Preference, Ranking
 from instructgpt.world.families import Judgement, words
 
 TARGET_AGREEMENT = 0.73  # paper: 72.6 +- 1.5 % between training labelers

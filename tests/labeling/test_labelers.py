@@ -13,7 +13,7 @@ from instructgpt.labeling.agreement import pairwise_agreement
 from instructgpt.labeling.formats import task_id
 from instructgpt.labeling.run import label
 from instructgpt.labeling.validation import PromptIndex
-from instructgpt.labeling.run import LabelConfig
+from instructgpt.labeling.config import LabelConfig
 from tests.labeling.conftest import best_first, kept_prompts, sampler, write_jsonl
 
 

@@ -27,7 +27,7 @@ from instructgpt.labeling.formats import write_jsonl
 from instructgpt.labeling.run import label
 from instructgpt.labeling.studio import Studio, choice_result, pull, push, ranking_result
 from instructgpt.labeling.validation import PromptIndex
-from instructgpt.labeling.run import LabelConfig
+from instructgpt.labeling.config import LabelConfig
 from tests.labeling.conftest import best_first, kept_prompts, quarantine, sampler
 
 pytestmark = pytest.mark.labelstudio

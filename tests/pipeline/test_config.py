@@ -58,7 +58,7 @@ def test_wrong_type_and_cross_field_rule():
 ])
 def test_the_recipes_new_knobs_refuse_what_cannot_work(section, cls, data, message):
     import instructgpt.judging.config as evaluate
-    import instructgpt.labeling.run as label
+    import instructgpt.labeling.config as label
     import instructgpt.rounds as rounds
     import instructgpt.train.pretrain as base
     import instructgpt.train.reward as reward
@@ -69,6 +69,6 @@ def test_the_recipes_new_knobs_refuse_what_cannot_work(section, cls, data, messa
 
 
 def test_label_temperatures_become_floats():
-    from instructgpt.labeling.run import LabelConfig
+    from instructgpt.labeling.config import LabelConfig
 
     assert from_dict(LabelConfig, {"temperatures": [1, 0.7]}, "label").temperatures == [1.0, 0.7]
