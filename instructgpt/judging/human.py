@@ -18,13 +18,15 @@ file in it (subdirectories included) holds judgements, one per line::
 
     {"task_id": "j3f2a...", "choice": "a", "judge_id": "carol"}     # choice: a | b | tie
 
-and every ``*.json`` file is a Label Studio JSON export of the pairwise interface
-(``LABEL_CONFIG``): a list of tasks ``{"id", "data": {our task fields}, "annotations":
-[{"id", "completed_by", "result": [...], "was_cancelled"}]}``. A Pairwise tag's result is
-``{"type": "pairwise", "from_name": ..., "to_name": "a,b", "value": {"selected": "left"}}``:
-``left`` is the first object named in ``to_name`` (``a`` with ``LABEL_CONFIG``), ``right`` the
-second. A tie is a Choices result whose chosen value is ``tie``. ``completed_by`` is the Label
-Studio user id (or an object with ``email``/``id``), used as the judge id. Other files
+and every ``*.json`` file is a Label Studio JSON export of the judge project (``make
+labels-push`` creates it with the interface `instructgpt.labeling.studio.JUDGE_CONFIG`): a list
+of tasks ``{"id", "data": {our task fields}, "annotations": [{"id", "completed_by", "result":
+[...], "was_cancelled"}]}``. Its Choices result holds ``a``, ``b`` or ``tie`` (the aliases, or
+the choices' text ``A is better`` ...). A Pairwise tag's result, from a project set up by hand
+with ``<Pairwise toName="a,b">``, is read too: ``{"type": "pairwise", "from_name": ...,
+"to_name": "a,b", "value": {"selected": "left"}}``: ``left`` is the first object named in
+``to_name``, ``right`` the second. ``completed_by`` is the Label Studio user id (or an object
+with ``email``/``id``), used as the judge id. Other files
 (README.md ...) are ignored and listed.
 
 Judges must not have labeled training data: a judge id found among the training labelers
@@ -49,17 +51,6 @@ from instructgpt.judging.base import Comparisons, Gold, Pair
 
 CHOICES = ("a", "b", "tie")
 TASK_FIELDS = ("task_id", "prompt_id", "prompt", "a", "b")
-# The labeling interface the Label Studio project uses for judge tasks (task fields as $vars).
-LABEL_CONFIG = """<View>
-  <Header value="Which response answers the prompt better? Click it; or mark a tie."/>
-  <Text name="prompt" value="$prompt"/>
-  <Pairwise name="choice" toName="a,b" selectionStyle="background-color: #eff7ff; border: 1px solid #4878a8"/>
-  <Text name="a" value="$a"/>
-  <Text name="b" value="$b"/>
-  <Choices name="tie" toName="prompt" choice="single">
-    <Choice value="tie"/>
-  </Choices>
-</View>"""
 
 
 def _digest(*parts: str, size: int = 8) -> bytes:

@@ -2,7 +2,8 @@
 
 - `protocol`: the interfaces (`Labelers`: rank/prefer one question; `RankingLabelers`: collect
   rankings for candidate sets) and `HumanRankings`;
-- `formats`: the exchange formats (rankings, ranking tasks, judgements, Label Studio exports);
+- `formats`: the exchange formats (rankings, ranking tasks, Label Studio exports; the judge's
+  tasks and judgements are `instructgpt.judging.human`'s);
 - `validation`: imported rankings checked against the prompt log, each rejection with a reason;
 - `agreement`: inter-labeler agreement, overall and per labeler;
 - `sampling`: K distinct SFT samples per RM prompt (what every labeler ranks);
@@ -12,9 +13,10 @@
 - `studio`, `service`, ``python -m instructgpt.labeling push|pull``: Label Studio (a separate
   local service in its own venv) as the labelers' interface.
 
-This package imports only `protocol` on import; `instructgpt.world` is imported by `simulated`
-alone.
+This package imports only `protocol` and `formats` on import; `instructgpt.world` is imported by
+`simulated` alone.
 """
+from instructgpt.labeling.formats import write_rankings
 from instructgpt.labeling.protocol import (
     CandidateSet,
     Collection,
@@ -22,7 +24,6 @@ from instructgpt.labeling.protocol import (
     Labelers,
     RankingLabelers,
     RankingNotFound,
-    write_rankings,
 )
 
 __all__ = ["CandidateSet", "Collection", "HumanRankings", "Labelers", "RankingLabelers", "RankingNotFound",

@@ -1,4 +1,5 @@
-"""Exchange formats between the pipeline and people: rankings, ranking tasks, judgements.
+"""Exchange formats between the pipeline and people: rankings and ranking tasks (the judge's tasks
+and judgements: `instructgpt.judging.human`).
 
 **Ranking** (JSONL, one object a line; files in ``inputs.rankings``, e.g. ``labels/rankings/``)::
 
@@ -23,17 +24,12 @@ rank the same responses so that their agreement can be measured; ``answered_by``
 already did. Answer a task with a ranking line that copies ``task_id``, ``prompt_id`` and
 ``responses`` and adds ``ranking`` and ``labeler_id``.
 
-**Judge task / judgement** (the evaluation's blind pairwise comparisons)::
-
-    task:      {"task_id", "prompt_id", "prompt", "a", "b"}
-    judgement: {"task_id", "choice": "a" | "b" | "tie", "judge_id"}
-
 **Label Studio JSON export** (``*.json`` next to the JSONL files; ``python -m
 instructgpt.labeling pull`` writes ``label_studio.json``): a list of tasks ``{"id", "data":
 {...task fields...}, "annotations": [{"completed_by", "result": [...], "was_cancelled"}]}``.
 Each annotation becomes one ranking (Ranker result: item ids ``r0..r{K-1}`` in the order the
-labeler left them, best first) or one judgement (Choices result ``a``/``b``/``tie``); the labeler
-id is ``label-studio:<user id>``. Skipped (cancelled) annotations are rejected as ``cancelled``.
+labeler left them, best first); the labeler id is ``label-studio:<user id>`` (`studio_user`, which
+the human judge's reader uses too). Skipped (cancelled) annotations are rejected as ``cancelled``.
 
 Reading never raises on bad content: every line or annotation is either a record or a
 rejection naming the file, the line (JSONL) or the task and annotation (JSON export), the field
@@ -44,14 +40,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 RANKER = "rank"  # name of the Ranker control in the Label Studio ranking project
 RESPONSES_LIST = "responses"  # name of its List object
-CHOICE = "choice"  # name of the Choices control in the pairwise judge project
-CHOICES = ("a", "b", "tie")
 SUFFIXES = (".jsonl", ".json")
 
 Record = dict[str, Any]
@@ -262,49 +256,6 @@ def _ranker_order(result: Any) -> list[str] | None:
     return None
 
 
-# -- judgements -------------------------------------------------------------------------------
-def judgements_from_label_studio(file: str | Path) -> tuple[list[Record], list[Record]]:
-    """Judgements ``{task_id, choice, judge_id}`` from a Label Studio export of the judge project.
-
-    Returns (judgements, rejected); a judgement carries ``_source`` like a ranking."""
-    file = Path(file)
-    export, problem = _load_export(file)
-    if problem:
-        return [], [problem]
-    out, rejected = [], []
-    for data, ann, source in _annotations(file, export):
-        if data is None:
-            rejected.append(rejection("malformed", f"{where(source)}: not a task with a 'data' object", source))
-            continue
-        rec = {"task_id": data.get("task_id"), "judge_id": studio_user(ann)}
-        if ann.get("was_cancelled"):
-            rejected.append(rejection("cancelled", f"{where(source)}: the judge skipped this task", source, rec))
-            continue
-        choice = _choice(ann.get("result"))
-        if choice not in CHOICES:
-            rejected.append(rejection("malformed", f"{where(source)}: choice must be one of {list(CHOICES)}, "
-                                                   f"got {choice!r}", source, rec, "choice"))
-            continue
-        if not isinstance(rec["task_id"], str) or not rec["judge_id"]:
-            rejected.append(rejection("malformed", f"{where(source)}: task data lacks task_id", source, rec, "task_id"))
-            continue
-        out.append({"task_id": rec["task_id"], "choice": choice, "judge_id": rec["judge_id"], "_source": source})
-    return out, rejected
-
-
-_CHOICE_WORDS = {"a": "a", "b": "b", "tie": "tie", "a is better": "a", "b is better": "b"}
-
-
-def _choice(result: Any) -> str | None:
-    """'a', 'b' or 'tie' from a Choices result (alias or the choice's text)."""
-    for item in result or []:
-        if isinstance(item, dict) and item.get("type") == "choices":
-            picked = (item.get("value") or {}).get("choices") or []
-            if len(picked) == 1 and isinstance(picked[0], str):
-                return _CHOICE_WORDS.get(picked[0].strip().lower(), picked[0])
-    return None
-
-
 # -- writing ----------------------------------------------------------------------------------
 def write_jsonl(path: str | Path, rows: Iterable[Record]) -> None:
     """Rows as JSONL (UTF-8, one object a line), written to a temporary file then renamed."""
@@ -315,6 +266,15 @@ def write_jsonl(path: str | Path, rows: Iterable[Record]) -> None:
         for row in rows:
             f.write(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, ensure_ascii=False) + "\n")
     tmp.replace(path)
+
+
+def write_rankings(path: str | Path, records: Sequence[dict]) -> None:
+    """Write rankings.jsonl records ({prompt_id, responses, ranking, labeler_id}) in order."""
+    with Path(path).open("w", encoding="utf-8", newline="\n") as f:
+        for r in records:
+            f.write(json.dumps({"prompt_id": r["prompt_id"], "responses": list(r["responses"]),
+                                "ranking": list(r["ranking"]), "labeler_id": r["labeler_id"]},
+                               ensure_ascii=False) + "\n")
 
 
 def read_jsonl(path: str | Path) -> list[Record]:

@@ -23,16 +23,16 @@ outputs with the EOS token stripped; they may be empty. A prompt may appear on s
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from instructgpt.labeling.formats import read_rankings, where
 from instructgpt.preferences import Preference, Ranking, is_permutation
 
 __all__ = ["Labelers", "RankingLabelers", "CandidateSet", "Collection",
-           "HumanRankings", "RankingNotFound", "write_rankings"]
+           "HumanRankings", "RankingNotFound"]
 
 
 @runtime_checkable
@@ -108,18 +108,18 @@ class HumanRankings:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._by_prompt: dict[str, list[tuple[list[str], list[int], str]]] = {}
-        with self.path.open(encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                responses, ranking = rec["responses"], rec["ranking"]
-                if not is_permutation(ranking, len(responses)):
-                    raise ValueError(
-                        f"{self.path}:{line_no}: ranking {ranking} is not a permutation of "
-                        f"0..{len(responses) - 1} for prompt {rec['prompt_id']!r}")
-                self._by_prompt.setdefault(str(rec["prompt_id"]), []).append(
-                    ([str(r) for r in responses], [int(i) for i in ranking], str(rec["labeler_id"])))
+        if not self.path.exists():
+            raise FileNotFoundError(f"no rankings file {self.path}")
+        records, rejected = read_rankings(self.path)
+        if rejected:
+            raise ValueError(rejected[0]["detail"])
+        for rec in records:
+            responses, ranking = rec["responses"], rec["ranking"]
+            if not is_permutation(ranking, len(responses)):
+                raise ValueError(
+                    f"{where(rec['_source'])}: ranking {ranking} is not a permutation of "
+                    f"0..{len(responses) - 1} for prompt {rec['prompt_id']!r}")
+            self._by_prompt.setdefault(rec["prompt_id"], []).append((responses, ranking, rec["labeler_id"]))
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_prompt.values())
@@ -153,11 +153,3 @@ class HumanRankings:
         raise RankingNotFound(
             f"prompt_id {prompt_id!r}: these two responses were never ranked together in {self.path}")
 
-
-def write_rankings(path: str | Path, records: Sequence[dict]) -> None:
-    """Write rankings.jsonl records ({prompt_id, responses, ranking, labeler_id}) in order."""
-    with Path(path).open("w", encoding="utf-8", newline="\n") as f:
-        for r in records:
-            f.write(json.dumps({"prompt_id": r["prompt_id"], "responses": list(r["responses"]),
-                                "ranking": list(r["ranking"]), "labeler_id": r["labeler_id"]},
-                               ensure_ascii=False) + "\n")

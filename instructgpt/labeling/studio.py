@@ -35,10 +35,11 @@ from typing import Any
 import httpx
 
 from instructgpt import credentials
-from instructgpt.labeling.formats import CHOICE, RANKER, RESPONSES_LIST, item_id, read_jsonl
+from instructgpt.labeling.formats import RANKER, RESPONSES_LIST, item_id, read_jsonl
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 STATE = "studio.json"
+CHOICE = "choice"  # name of the Choices control in the pairwise judge project
 
 RANKING_CONFIG = f"""<View>
   <Header value="Rank the responses to this prompt: drag the best to the top, the worst to the bottom."/>

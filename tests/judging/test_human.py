@@ -9,7 +9,7 @@ import math
 import pytest
 
 from instructgpt.judging import Pair
-from instructgpt.judging.human import HumanJudge, TASK_FIELDS, write_tasks
+from instructgpt.judging.human import HumanJudge, TASK_FIELDS, read_label_studio_judgements, write_tasks
 
 MODELS = ("ppo", "sft", "base", "ppo_noptx")
 COMPARISONS = [("sft", "base"), ("ppo", "sft"), ("ppo", "base")]
@@ -177,6 +177,23 @@ def test_label_studio_pairwise_export(answers):
     # the outcomes follow the hidden mapping: "a" chosen = the model shown as a wins
     row = next(r for r in result.rows if r["task_id"] == t[0]["task_id"])
     assert row["outcome"] == (1.0 if row["candidate_shown_as"] == "a" else 0.0)
+
+
+@pytest.mark.parametrize("value,choice", [("a", "a"), ("b", "b"), ("tie", "tie"), ("A is better", "a"),
+                                          ("Tie", "tie")])
+def test_label_studio_export_of_the_pushed_judge_project(tmp_path, value, choice):
+    """The Choices interface `make labels-push` creates (instructgpt.labeling.studio.JUDGE_CONFIG)."""
+    export = [ls_task(1, {"task_id": "j1", "prompt_id": "p", "prompt": "q", "a": "x", "b": "y"},
+                      {"completed_by": 7, "result": [{"from_name": "choice", "to_name": "prompt", "type": "choices",
+                                                      "value": {"choices": [value]}}]},
+                      {"completed_by": 8, "result": [], "was_cancelled": True},
+                      {"completed_by": 8, "result": [{"type": "choices", "value": {"choices": ["maybe"]}}]})]
+    path = tmp_path / "label_studio.json"
+    path.write_text(json.dumps(export))
+    judgements = read_label_studio_judgements(path)
+    assert [(j.task_id, j.choice, j.judge_id) for j in judgements if j.problem is None] == [
+        ("j1", choice, "label-studio:7")]
+    assert [j.kind for j in judgements if j.problem is not None] == ["skipped", "bad_choice"]
 
 
 def test_label_studio_user_who_labeled_training_data_is_rejected(answers):

@@ -1,4 +1,4 @@
-"""Reading rankings and judgements: plain JSONL and Label Studio exports, every bad line reported."""
+"""Reading rankings: plain JSONL and Label Studio exports, every bad line reported."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from instructgpt.labeling.formats import judgements_from_label_studio, read_rankings, task_id
+from instructgpt.labeling.formats import read_rankings, task_id
 from tests.labeling.conftest import write_jsonl
 
 GOOD = {"prompt_id": "p0000", "responses": ["a", "b", "c"], "ranking": [2, 0, 1], "labeler_id": "alice"}
@@ -80,18 +80,3 @@ def test_a_json_file_that_is_not_an_export_is_one_rejection(tmp_path):
     records, rejected = read_rankings(tmp_path)
     assert records == [] and [r["reason"] for r in rejected] == ["malformed", "malformed"]
     assert "list of tasks" in rejected[0]["detail"]
-
-
-@pytest.mark.parametrize("value,choice", [("a", "a"), ("b", "b"), ("tie", "tie"), ("A is better", "a"),
-                                          ("Tie", "tie")])
-def test_judgements_from_label_studio(tmp_path, value, choice):
-    export = [ls_task(1, {"task_id": "j1", "prompt_id": "p", "prompt": "q", "a": "x", "b": "y"},
-                      [{"completed_by": 7, "result": [{"from_name": "choice", "to_name": "prompt", "type": "choices",
-                                                       "value": {"choices": [value]}}]},
-                       {"completed_by": 8, "result": [], "was_cancelled": True},
-                       {"completed_by": 8, "result": [{"type": "choices", "value": {"choices": ["maybe"]}}]}])]
-    path = tmp_path / "label_studio.json"
-    path.write_text(json.dumps(export))
-    judgements, rejected = judgements_from_label_studio(path)
-    assert [(j["task_id"], j["choice"], j["judge_id"]) for j in judgements] == [("j1", choice, "label-studio:7")]
-    assert [r["reason"] for r in rejected] == ["cancelled", "malformed"]
