@@ -5,7 +5,8 @@ epoch, the loss of a batch of item indices, how it evaluates and selects); ``tra
 the rest, the same for all three: AdamW + warmup-cosine schedule, the data-parallel shard /
 share (``DistContext``) and DDP gradient sum, the non-finite stop, gradient clipping, EMA'd loss and
 statistics in the logs, the progress bar, periodic evaluation, checkpoint and resume. The
-shared knobs are ``TrainConfig``'s fields; each stage's config extends it.
+shared knobs are ``TrainConfig``'s fields (``instructgpt.train.config``); each stage's config
+extends it.
 
 A resumed run lands on the same weights as an uninterrupted one: the data order is a pure
 function of (seed, epoch), and the checkpoint holds optimizer, scheduler, RNG states, the step,
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from instructgpt.config import ConfigError, to_dict
+from instructgpt.config import to_dict
 from instructgpt.data import epoch_permutation
 from instructgpt.lora import has_adapter
 from instructgpt.progress import progress
@@ -36,65 +37,13 @@ from instructgpt.train.common import (
     no_log,
     warmup_cosine,
 )
+from instructgpt.train.config import TrainConfig
 
 if TYPE_CHECKING:
     from instructgpt.train.fsdp import Sharded
 
 # a batch statistic: (this rank's mean, the number of things it is a mean over)
 Stat = tuple[float, float]
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation, logging, evaluation and checkpointing shared by pretraining, SFT and the RM."""
-
-    epochs: int = 1
-    """Passes over the training data."""
-    lr: float = 1e-4
-    """Peak AdamW learning rate."""
-    batch_size: int = 8
-    """Items per optimizer step (the GLOBAL batch when data parallel); each stage says what an item is."""
-    warmup: int = 10
-    """Linear warmup steps before the cosine decay."""
-    min_lr_ratio: float = 0.1
-    """Final learning rate as a fraction of ``lr``."""
-    weight_decay: float = 0.0
-    """AdamW weight decay on weight matrices (never on biases and norms)."""
-    grad_clip: float = 1.0
-    """Max global gradient norm (0 = no clipping)."""
-    seed: int = 0
-    """Seeds the data order and dropout."""
-    max_steps: int = 0
-    """Stop after this many optimizer steps (0 = run all epochs)."""
-    log_every: int = 10
-    """Log train metrics every this many steps (and at the last step)."""
-    eval_every: int = 0
-    """Evaluate on the validation data every this many steps; 0 = the stage's default (SFT: each
-    epoch; pretraining and the RM: once, after training)."""
-    eval_batch_size: int = 16
-    """Items per forward pass during evaluation."""
-    show_progress: bool = True
-    """Progress bar (a few log lines when stderr is not a terminal)."""
-    checkpoint_dir: str | None = None
-    """Where to keep a resumable checkpoint (None = no checkpoints); an existing one is resumed."""
-    checkpoint_every: int = 0
-    """Checkpoint every this many steps (0 = never)."""
-
-    section: ClassVar[str] = "train"  # the params.yaml section that error messages name
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "log_every", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{self.section}.{name}={getattr(self, name)} must be >= 1")
-        for name in ("warmup", "max_steps", "eval_every", "checkpoint_every", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{self.section}.{name}={getattr(self, name)} must be >= 0")
-        if self.lr <= 0:
-            raise ConfigError(f"{self.section}.lr={self.lr} must be > 0")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ConfigError(f"{self.section}.min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
-        if self.checkpoint_every and not self.checkpoint_dir:
-            raise ConfigError(f"{self.section}.checkpoint_every > 0 needs {self.section}.checkpoint_dir")
 
 
 class Stage:

@@ -16,7 +16,8 @@ from instructgpt.evaluation import corpus_loss
 from instructgpt.losses import lm_loss
 from instructgpt.models import ModelConfig
 from instructgpt.train.common import LogFn, device_of, no_log
-from instructgpt.train.loop import Stage, Stat, TrainConfig, main_process_log, train_loop
+from instructgpt.train.config import TrainConfig
+from instructgpt.train.loop import Stage, Stat, main_process_log, train_loop
 
 
 @dataclass

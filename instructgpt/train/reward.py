@@ -29,7 +29,8 @@ from instructgpt.preferences import is_permutation
 from instructgpt.prefix_sharing import pair_rewards
 from instructgpt.scoring import score_pairs  # noqa: F401  (re-exported: scoring strings lives there)
 from instructgpt.train.common import LogFn, device_of, no_log
-from instructgpt.train.loop import Stage, Stat, TrainConfig, keep_best, main_process_log, train_loop
+from instructgpt.train.config import TrainConfig
+from instructgpt.train.loop import Stage, Stat, keep_best, main_process_log, train_loop
 
 
 RM_SELECTIONS = ("valid_loss", "valid_accuracy", "last")

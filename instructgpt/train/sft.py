@@ -23,7 +23,8 @@ from instructgpt.lora import LoRAConfig, add_adapter, check_lora, merge_adapter
 from instructgpt.losses import lm_loss
 from instructgpt.models import set_dropout
 from instructgpt.train.common import LogFn, device_of, no_log
-from instructgpt.train.loop import Stage, Stat, TrainConfig, keep_best, main_process_log, train_loop
+from instructgpt.train.config import TrainConfig
+from instructgpt.train.loop import Stage, Stat, keep_best, main_process_log, train_loop
 
 # No "reward" selection (the paper's): the sft stage runs before the first reward model exists.
 SELECTIONS = ("valid_loss", "last")  # (keep_best also knows valid_accuracy: the RM's)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from instructgpt.config import ConfigError
-from instructgpt.train.loop import Stage, TrainConfig, train_loop
+from instructgpt.train.config import TrainConfig
+from instructgpt.train.loop import Stage, train_loop
 from instructgpt.train.pretrain import PretrainConfig
 from instructgpt.train.reward import RewardConfig
 from instructgpt.train.sft import SFTConfig

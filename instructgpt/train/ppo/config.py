@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from instructgpt.config import ConfigError
 from instructgpt.lora import LoRAConfig, check_lora
+from instructgpt.train.config import OptimConfig
 
 
 @dataclass
@@ -33,8 +34,12 @@ class KLConfig:
 
 
 @dataclass
-class PPOConfig:
-    """PPO (ptx_coef = 0) or PPO-ptx (ptx_coef > 0) fine-tuning of the SFT policy."""
+class PPOConfig(OptimConfig):
+    """PPO (ptx_coef = 0) or PPO-ptx (ptx_coef > 0) fine-tuning of the SFT policy.
+
+    The optimiser fields are ``OptimConfig``'s. Here ``weight_decay`` and ``grad_clip`` apply to
+    the policy and to the value model separately, and ``seed`` seeds prompt order, sampling,
+    minibatch order and the ptx data order."""
 
     steps: int = 100
     """PPO iterations; each = one rollout batch + ppo_epochs of updates."""
@@ -50,10 +55,6 @@ class PPOConfig:
     """AdamW learning rate of the value model (constant; None = ``lr``). The value model is a
     separate network in its own parameter group with its own gradient clipping, so this sets how
     fast it fits the returns; a weight on the value loss would not (AdamW ignores a loss's scale)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay on weight matrices (policy and value model)."""
-    grad_clip: float = 1.0
-    """Max gradient norm, applied to the policy and to the value model separately (0 = no clipping)."""
     cliprange: float = 0.2
     """ε of the clipped policy ratio."""
     cliprange_value: float = 0.2
@@ -91,8 +92,6 @@ class PPOConfig:
     paper's): the policy trains an adapter and π^SFT is the same module with it disabled (no second
     copy); the value model is the RM's own backbone with another adapter and a copy of its head.
     The policy is merged at the end. ``lora.dropout`` must be 0 (RL runs without dropout)."""
-    seed: int = 0
-    """Seeds prompt order, sampling, minibatch order and ptx data order."""
     row_keyed_sampling: bool = False
     """Sample each rollout row from its own uniforms (drawn for the global batch, inverse CDF)
     instead of ``torch.multinomial`` over the batch: a row's response then does not depend on
@@ -104,12 +103,6 @@ class PPOConfig:
     SFT and RM score: the reward over-optimisation curve (0 = never)."""
     monitor_prompts: int = 8
     """How many validation-split prompts the monitor samples (the same prompts at every step)."""
-    show_progress: bool = True
-    """Progress bar (a few log lines when stderr is not a terminal)."""
-    checkpoint_dir: str | None = None
-    """Resumable checkpoint directory (None = none); an existing checkpoint is resumed."""
-    checkpoint_every: int = 0
-    """Checkpoint every N steps (0 = never)."""
 
     def __post_init__(self) -> None:
         if self.batch_size % self.mini_batch_size:
