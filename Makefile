@@ -10,6 +10,7 @@ TORCH_PIP_ARGS ?=
 # demo runs here; any other profile in its own workspace profiles/<name>/ (flows/profiles.py)
 WS := $(if $(filter-out demo,$(PROFILE)),profiles/$(PROFILE)/,)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# offline and quiet: the same set as instructgpt/offline.py (tests/pipeline/test_offline.py holds them equal)
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
@@ -20,6 +21,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export GX_ANALYTICS_ENABLED := false
+export GIT_PYTHON_REFRESH := quiet
 # a fresh clone's ephemeral Prefect server migrates its new database first: more than the default 20 s on 2 cores
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 # The Prefect deployment's name (prefect.yaml): one deployment per workspace on a shared server,

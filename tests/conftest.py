@@ -3,21 +3,12 @@
 import os
 import tempfile
 
+from instructgpt import offline
+
 # Before any import of prefect/mlflow/dvc/transformers (README, "Offline").
 _home = tempfile.mkdtemp(prefix="instructgpt-tests-")
-for key, value in {
-    "DO_NOT_TRACK": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_HOME": os.path.join(_home, "prefect"),
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
-    "DVC_NO_ANALYTICS": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "GX_ANALYTICS_ENABLED": "false",
-}.items():
-    os.environ[key] = value
+offline.apply(overwrite=True)
+os.environ["PREFECT_HOME"] = os.path.join(_home, "prefect")
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
