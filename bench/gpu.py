@@ -79,8 +79,9 @@ from instructgpt.device import Compute, ComputeConfig, resolve  # noqa: E402
 from instructgpt.evaluation import corpus_loss  # noqa: E402
 from instructgpt.generation import generate  # noqa: E402
 from instructgpt.lora import LoRAConfig, add_adapter, merge_adapter  # noqa: E402
-from instructgpt.models import ModelConfig, RewardModel, build_causal_lm, fuse_activations  # noqa: E402
+from instructgpt.models import ModelConfig, build_causal_lm, fuse_activations  # noqa: E402
 from instructgpt.prefix_sharing import collate_prefix, prefix_rewards, supports_shared_prefix  # noqa: E402
+from instructgpt.reward_model import RewardModel  # noqa: E402
 from instructgpt.tokenizer import train_tokenizer  # noqa: E402
 from instructgpt.train.ppo import (  # noqa: E402
     KLConfig,

@@ -33,7 +33,8 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, GPT2Config  # noqa: E402
 
 from instructgpt.lora import LoRAConfig, held_memory  # noqa: E402
-from instructgpt.models import RewardModel, load_causal_lm  # noqa: E402
+from instructgpt.models import load_causal_lm  # noqa: E402
+from instructgpt.reward_model import RewardModel  # noqa: E402
 from instructgpt.train.ppo import KLConfig, PPOConfig, train_ppo  # noqa: E402
 from instructgpt.train.ppo.models import build_models  # noqa: E402
 

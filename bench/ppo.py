@@ -52,7 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from instructgpt.data import make_blocks  # noqa: E402
-from instructgpt.models import ModelConfig, RewardModel, build_causal_lm  # noqa: E402
+from instructgpt.models import ModelConfig, build_causal_lm  # noqa: E402
+from instructgpt.reward_model import RewardModel  # noqa: E402
 from instructgpt.tokenizer import train_tokenizer  # noqa: E402
 from instructgpt.train.ppo import (  # noqa: E402
     PPOConfig,

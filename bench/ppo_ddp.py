@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ppo import DEMO_MODEL, read_texts  # noqa: E402
-from instructgpt.models import RewardModel, build_causal_lm, load_causal_lm, save_model  # noqa: E402
+from instructgpt.models import build_causal_lm, load_causal_lm, save_model  # noqa: E402
+from instructgpt.reward_model import RewardModel  # noqa: E402
 from instructgpt.tokenizer import train_tokenizer  # noqa: E402
 from instructgpt.train.ppo import PPOConfig, train_ppo  # noqa: E402
 

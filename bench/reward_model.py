@@ -51,7 +51,8 @@ sys.path.insert(0, str(ROOT))
 PEER_VENV = ROOT / ".peers" / "trl116"  # git-ignored
 
 from instructgpt.data import collate_pairs  # noqa: E402
-from instructgpt.models import ModelConfig, RewardModel, build_causal_lm  # noqa: E402
+from instructgpt.models import ModelConfig, build_causal_lm  # noqa: E402
+from instructgpt.reward_model import RewardModel  # noqa: E402
 from instructgpt.tokenizer import train_tokenizer  # noqa: E402
 from instructgpt.train.reward import Comparison, evaluate_rm, kway_forward  # noqa: E402
 

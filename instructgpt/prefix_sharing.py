@@ -33,7 +33,8 @@ from instructgpt.data import (
     encode_sft,
     left_pad,
 )
-from instructgpt.models import RewardModel, cache_kwarg, position_ids_from_mask
+from instructgpt.models import cache_kwarg, position_ids_from_mask
+from instructgpt.reward_model import RewardModel
 
 # Architectures whose backbone is tested to give the plain forward's rewards from a shared prompt
 # cache (tests/core/test_prefix_sharing.py): a DynamicCache, explicit position ids, a 2-D mask.

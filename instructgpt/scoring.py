@@ -20,7 +20,8 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from instructgpt.data import collate_pairs
-from instructgpt.models import RewardModel, load_tokenizer
+from instructgpt.models import load_tokenizer
+from instructgpt.reward_model import RewardModel
 
 __all__ = ["context_length", "load_reward_model", "score_pairs"]
 

@@ -149,7 +149,8 @@ def load_models(seed: int, lora: bool = False, rm_model: str = RM_MODEL):
     RM (paper). An RM with its own tokenizer scores each rollout's text re-encoded in its format,
     and the value function starts from the SFT policy's weights with a fresh scalar head (seeded
     by ``ppo.seed``): a copy of the RM could not read the policy's tokens."""
-    from instructgpt.models import RewardModel, load_causal_lm, load_tokenizer, same_tokenizer
+    from instructgpt.models import load_causal_lm, load_tokenizer, same_tokenizer
+    from instructgpt.reward_model import RewardModel
 
     policy, tokenizer = load_causal_lm(SFT_MODEL, dropout=0.0)
     ref_policy = None if lora else load_causal_lm(SFT_MODEL, dropout=0.0)[0]

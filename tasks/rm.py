@@ -73,7 +73,8 @@ body = make_body((COMPARISONS,), "outputs/rm")
 def run_rm(cfg, train, valid, demos, out, stage: Stage) -> dict:
     """Train from ``rm.model_path`` or the SFT model; the RM directory keeps the tokenizer it was
     trained with (PPO and the scorers read text through it)."""
-    from instructgpt.models import RewardModel, load_tokenizer
+    from instructgpt.models import load_tokenizer
+    from instructgpt.reward_model import RewardModel
     from instructgpt.train.reward import train_reward_model
 
     start = cfg.model_path or "outputs/sft/model"

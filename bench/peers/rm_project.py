@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from instructgpt.models import RewardModel  # noqa: E402
+from instructgpt.reward_model import RewardModel  # noqa: E402
 from instructgpt.train.reward import Comparison, RewardConfig, train_reward_model  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 32

@@ -40,7 +40,8 @@ SOURCES = {
 def load_reward_scorer(path: str | os.PathLike):
     """(reward model, ITS OWN tokenizer) from a reward-model directory: the RM may have another
     base model and tokenizer than the policy, so text is always re-tokenized for it."""
-    from instructgpt.models import RewardModel, load_tokenizer
+    from instructgpt.models import load_tokenizer
+    from instructgpt.reward_model import RewardModel
 
     rm = RewardModel.from_pretrained(path)
     tokenizer = load_tokenizer(path)

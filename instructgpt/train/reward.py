@@ -24,9 +24,10 @@ from instructgpt.config import ConfigError
 from instructgpt.device import weights_changed
 from instructgpt.lora import LoRAConfig, add_adapter, check_lora, merge_adapter
 from instructgpt.losses import ranking_loss
-from instructgpt.models import RewardModel, set_dropout
+from instructgpt.models import set_dropout
 from instructgpt.preferences import is_permutation
 from instructgpt.prefix_sharing import pair_rewards
+from instructgpt.reward_model import RewardModel
 from instructgpt.scoring import score_pairs  # noqa: F401  (re-exported: scoring strings lives there)
 from instructgpt.train.common import LogFn, device_of, no_log
 from instructgpt.train.config import TrainConfig

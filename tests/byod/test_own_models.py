@@ -13,13 +13,13 @@ import torch
 from instructgpt.config import ConfigError
 from instructgpt.data import IGNORE_INDEX, collate_sft, encode_prompt, encode_sft
 from instructgpt.models import (
-    RewardModel,
     check_model_path,
     load_causal_lm,
     load_tokenizer,
     same_tokenizer,
     save_model,
 )
+from instructgpt.reward_model import RewardModel
 from instructgpt.scoring import context_length, score_pairs
 from instructgpt.text import prompt_context
 from tests.helpers import same_weights

@@ -14,7 +14,8 @@ from transformers import AutoModelForCausalLM, Qwen2Config
 from instructgpt.data import collate_prompts
 from instructgpt.evaluation import choice_accuracy, corpus_loss
 from instructgpt.generation import sample
-from instructgpt.models import ModelConfig, RewardModel, build_causal_lm, load_causal_lm, save_model
+from instructgpt.models import ModelConfig, build_causal_lm, load_causal_lm, save_model
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.ppo import PPOConfig, train_ppo
 from instructgpt.train.reward import RewardConfig, score_pairs, train_reward_model
 from instructgpt.train.sft import SFTConfig, sft_loss, train_sft

@@ -22,8 +22,8 @@ from instructgpt.data import collate_pairs, make_blocks
 from instructgpt.device import Compute
 from instructgpt.lora import LoRAConfig, add_adapter, merge_adapter
 from instructgpt.losses import lm_loss, masked_mean
-from instructgpt.models import RewardModel
 from instructgpt.prefix_sharing import pair_rewards
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.ppo import PPOConfig, make_ppo_optimizer, ppo_update, rollout, train_ppo
 from instructgpt.train.ppo.rollout import advantages, score, token_logprobs, token_values
 from instructgpt.train.ppo.update import PtxStream

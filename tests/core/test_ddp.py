@@ -27,7 +27,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from instructgpt.models import RewardModel, load_causal_lm, load_tokenizer
+from instructgpt.models import load_causal_lm, load_tokenizer
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.common import DistContext, distributed
 from instructgpt.train.ppo import PPOConfig, train_ppo
 from instructgpt.train.reward import RewardConfig, comparison_samples, normalize_rewards, train_reward_model

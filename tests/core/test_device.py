@@ -17,7 +17,7 @@ from instructgpt.config import ConfigError
 from instructgpt.device import Compute, ComputeConfig, resolve
 from instructgpt.evaluation import corpus_loss
 from instructgpt.generation import sample
-from instructgpt.models import RewardModel
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.ppo import PPOConfig, train_ppo
 from instructgpt.train.reward import RewardConfig, train_reward_model
 from instructgpt.train.sft import SFTConfig, train_sft

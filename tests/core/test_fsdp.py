@@ -25,7 +25,8 @@ from torch.distributed.tensor import DTensor
 
 from instructgpt.config import ConfigError
 from instructgpt.device import parallelism
-from instructgpt.models import RewardModel, load_causal_lm
+from instructgpt.models import load_causal_lm
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.common import distributed
 from instructgpt.train.fsdp import blocks, local_fraction, shard
 from instructgpt.train.ppo import train_ppo

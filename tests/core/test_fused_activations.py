@@ -8,7 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config
 from transformers.activations import NewGELUActivation
 
-from instructgpt.models import GELUTanh, RewardModel, fuse_activations, load_causal_lm, save_model
+from instructgpt.models import GELUTanh, fuse_activations, load_causal_lm, save_model
+from instructgpt.reward_model import RewardModel
 from tests.helpers import same_weights
 
 

@@ -14,7 +14,8 @@ from transformers import AutoModelForCausalLM
 from instructgpt.config import ConfigError, from_dict
 from instructgpt.device import weights_changed
 from instructgpt.lora import LoRAConfig, add_adapter, adapter_disabled, has_adapter, held_memory, merge_adapter
-from instructgpt.models import ModelConfig, RewardModel, build_causal_lm, save_model
+from instructgpt.models import ModelConfig, build_causal_lm, save_model
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.ppo import KLConfig, PPOConfig, advantages, ppo_update, rollout, score, train_ppo
 from instructgpt.train.ppo.models import build_models, finish_models
 from instructgpt.train.ppo.rollout import reference_logprobs, token_logprobs

@@ -12,12 +12,12 @@ from instructgpt.evaluation import choice_accuracy, corpus_loss
 from instructgpt.generation import generate, generate_ids, sample
 from instructgpt.models import (
     ModelConfig,
-    RewardModel,
     build_causal_lm,
     load_causal_lm,
     save_model,
     set_dropout,
 )
+from instructgpt.reward_model import RewardModel
 from instructgpt.text import format_prompt
 from tests.helpers import same_weights
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from instructgpt.evaluation import corpus_loss
 from instructgpt.generation import sample
-from instructgpt.models import RewardModel
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.ppo import KLConfig, PPOConfig, train_ppo
 
 from .conftest import WORDS, make_pairs

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from instructgpt.models import RewardModel
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.ppo import (
     KLConfig,
     PPOConfig,

@@ -8,7 +8,6 @@ import torch
 from transformers import AutoModel, OPTConfig
 
 from instructgpt.data import collate_pairs
-from instructgpt.models import RewardModel
 from instructgpt.prefix_sharing import (
     SHARED_PREFIX_ARCHS,
     collate_prefix,
@@ -16,6 +15,7 @@ from instructgpt.prefix_sharing import (
     prefix_rewards,
     supports_shared_prefix,
 )
+from instructgpt.reward_model import RewardModel
 
 from .conftest import tol
 from .test_archs import make_dir

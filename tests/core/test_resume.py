@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from instructgpt.models import RewardModel
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.checkpoint import LAST
 from instructgpt.train.ppo import KLConfig, PPOConfig, train_ppo
 from instructgpt.train.pretrain import PretrainConfig, pretrain

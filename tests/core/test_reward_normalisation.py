@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from instructgpt.models import RewardModel
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.reward import (
     Comparison,
     RewardConfig,

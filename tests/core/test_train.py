@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from instructgpt.models import RewardModel
+from instructgpt.reward_model import RewardModel
 from instructgpt.train import TrainingDiverged
 from instructgpt.train.pretrain import PretrainConfig, pretrain
 from instructgpt.train.ppo import KLConfig, PPOConfig, train_ppo

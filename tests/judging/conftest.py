@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from instructgpt.models import ModelConfig, RewardModel, build_causal_lm, save_model
+from instructgpt.models import ModelConfig, build_causal_lm, save_model
+from instructgpt.reward_model import RewardModel
 from instructgpt.tokenizer import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from instructgpt.models import ModelConfig, RewardModel, build_causal_lm
+from instructgpt.models import ModelConfig, build_causal_lm
+from instructgpt.reward_model import RewardModel
 from instructgpt.tokenizer import train_tokenizer
 from instructgpt.train.ppo import PPOConfig, train_ppo
 

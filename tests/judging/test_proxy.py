@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from instructgpt.data import encode_prompt
 from instructgpt.generation import sample
 from instructgpt.judging import proxy
-from instructgpt.models import ModelConfig, RewardModel, build_causal_lm
+from instructgpt.models import ModelConfig, build_causal_lm
+from instructgpt.reward_model import RewardModel
 from instructgpt.tokenizer import train_tokenizer
 from instructgpt.train.sft import sft_loss
 

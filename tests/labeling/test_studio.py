@@ -193,7 +193,7 @@ def test_an_account_made_with_the_published_token_gets_new_credentials(tmp_path)
 
 
 def test_ranking_round_trip_trains_a_reward_model(studio_url, account, tmp_path, tokenizer, model_dir):
-    from instructgpt.models import RewardModel
+    from instructgpt.reward_model import RewardModel
     from instructgpt.train.reward import Comparison, RewardConfig, evaluate_rm, train_reward_model
 
     studio = Studio(studio_url, account["LABEL_STUDIO_API_KEY"])

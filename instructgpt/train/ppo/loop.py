@@ -13,8 +13,9 @@ from instructgpt.config import ConfigError, to_dict
 from instructgpt.data import make_blocks
 from instructgpt.device import weights_changed
 from instructgpt.losses import AdaptiveKLController, FixedKLController, masked_mean, masked_var
-from instructgpt.models import RewardModel, same_tokenizer
+from instructgpt.models import same_tokenizer
 from instructgpt.progress import progress
+from instructgpt.reward_model import RewardModel
 from instructgpt.scoring import context_length
 from instructgpt.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from instructgpt.train.common import LogFn, check_finite, device_of, distributed, no_log

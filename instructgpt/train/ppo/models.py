@@ -24,7 +24,8 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.lora import Adapter, add_adapter, drop_adapter, merge_adapter
-from instructgpt.models import RewardModel, fuse_activations, set_dropout
+from instructgpt.models import fuse_activations, set_dropout
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.ppo.config import PPOConfig
 
 

@@ -21,7 +21,8 @@ from instructgpt.data import collate_prompts
 from instructgpt.generation import generate
 from instructgpt.lora import adapter_disabled
 from instructgpt.losses import gae, kl_k1, kl_k3, masked_whiten, per_token_rewards
-from instructgpt.models import RewardModel, position_ids_from_mask
+from instructgpt.models import position_ids_from_mask
+from instructgpt.reward_model import RewardModel
 from instructgpt.scoring import score_pairs
 from instructgpt.text import strip_lead
 from instructgpt.train.common import DistContext, device_of

@@ -12,7 +12,7 @@ from transformers import PreTrainedModel
 
 from instructgpt.data import epoch_permutation
 from instructgpt.losses import lm_loss, ppo_policy_loss, ppo_value_loss
-from instructgpt.models import RewardModel
+from instructgpt.reward_model import RewardModel
 from instructgpt.train.common import DistContext, check_finite
 from instructgpt.train.ppo.config import PPOConfig
 from instructgpt.train.ppo.rollout import Rollout, token_logprobs, token_values
