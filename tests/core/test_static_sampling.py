@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from instructgpt.data import collate_prompts, encode_prompt
-from instructgpt.generation import Generation, generate
+from instructgpt.decoding import Generation
+from instructgpt.generation import generate
 from instructgpt.models import load_causal_lm
 
 from .test_archs import make_dir
