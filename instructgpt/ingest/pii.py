@@ -36,16 +36,18 @@ from presidio_analyzer.predefined_recognizers import IbanRecognizer
 
 from instructgpt.ingest.config import PII_TYPES, PiiConfig
 from instructgpt.ingest.normalise import SourceMap, detection_texts
+from instructgpt.ingest.numbers import (
+    EuropeanPhoneRecognizer,
+    LuhnCardRecognizer,
+    NanpPhoneRecognizer,
+    OwnedSsnRecognizer,
+    RegionPhoneRecognizer,
+)
 from instructgpt.ingest.recognizers import (
     PREFILTER,
     FastIpRecognizer,
-    LuhnCardRecognizer,
-    EuropeanPhoneRecognizer,
-    NanpPhoneRecognizer,
     OfflineEmailRecognizer,
-    OwnedSsnRecognizer,
     PersonRecognizer,
-    RegionPhoneRecognizer,
     StreetAddressRecognizer,
 )
 
