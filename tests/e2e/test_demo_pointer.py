@@ -1,5 +1,5 @@
 """A team's own model in `models/` (the default `inputs.models`) with the demo model never pulled:
-the README's step ("Your model", the demo's model pointer) lets plain `dvc repro` run. Without
+docs/OWN_DATA.md's step ("Your model", the demo's model pointer) lets plain `dvc repro` run. Without
 it, `dvc repro` stopped at once: `failed to reproduce 'models/demo-base.dvc': missing data 'source'`.
 """
 
@@ -18,9 +18,9 @@ from tests.e2e.conftest import REPO, git, run
 pytestmark = pytest.mark.e2e
 
 
-def readme_step() -> list[str]:
-    """The command the README gives for the demo's model pointer."""
-    section = REPO.joinpath("README.md").read_text().split("### Your model")[1].split("###")[0]
+def own_data_step() -> list[str]:
+    """The command docs/OWN_DATA.md gives for the demo's model pointer."""
+    section = REPO.joinpath("docs/OWN_DATA.md").read_text().split("### Your model")[1].split("###")[0]
     [bullet] = [b for b in section.split("\n- ") if b.startswith("**The demo's model pointer.**")]
     [command] = re.findall(r"`(dvc remove [^`]+)`", bullet.replace("\n  ", " "))
     return command.split()
@@ -42,7 +42,7 @@ def test_a_team_model_runs_without_the_demo_pointer(tmp_path, model_dir):
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert not (ws / "models/demo-base").exists() and (ws / "models/demo-base.dvc").exists()
 
-    run(ws, *readme_step())
+    run(ws, *own_data_step())
     status = run(ws, "dvc", "status").stdout
     assert "demo-base" not in status
     run(ws, "dvc", "repro", "base")  # raises with DVC's output when it fails

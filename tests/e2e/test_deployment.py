@@ -1,6 +1,6 @@
 """The scheduled deployment end to end: a real `prefect server start`, `make deploy` from a
 workspace, flow runs of the deployment picked up by a process worker whose PATH does not hold
-the virtual environment (`.venv/bin/prefect worker start`, as the README says to start it).
+the virtual environment (`.venv/bin/prefect worker start`, as docs/SCALE.md says to start it).
 A real server and worker: `make test-services`, with the other shared services.
 """
 

@@ -15,7 +15,7 @@ from instructgpt.ingest.schema import read_rows
 
 from .conftest import row
 
-# The log's own names for our fields (a team's export), as in the README's example.
+# The log's own names for our fields (a team's export), as in docs/OWN_DATA.md's example.
 MAPPING = {"prompt_id": "request_id", "user_id": "account", "text": "input", "timestamp": "created_at"}
 
 

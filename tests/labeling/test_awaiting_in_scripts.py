@@ -1,4 +1,4 @@
-"""How a script tells "awaiting labels" from a failure under plain `dvc repro` (README, "In a script").
+"""How a script tells "awaiting labels" from a failure under plain `dvc repro` (docs/OWN_DATA.md, "In a script").
 
 `dvc repro` exits 255 whatever its stage command exited with; only its text says "exited with 5".
 What a script can rely on is the marker `labels/outbox/<stage>.waiting.json`: present after a stop
