@@ -12,7 +12,7 @@ bars as a few lines rather than one per redraw. A run in which every stage was c
 MLflow parent run: its overview links the run that produced the outputs.
 
 When a stage stops because people have not yet answered the tasks it exported (exit 5: human
-rankings or judgements, tasks/common.py `AwaitingLabels`), the flow run pauses: with Label Studio
+rankings or judgements, tasks/shell/awaiting.py `AwaitingLabels`), the flow run pauses: with Label Studio
 configured (LABEL_STUDIO_URL) it first pushes the tasks there; someone resumes the run from the
 Prefect UI ("Resume", a small form) once the answers are in; the flow pulls them from Label Studio
 and runs the stage again. Without a Prefect server to resume from (an ephemeral API), the flow
@@ -190,7 +190,7 @@ def run_dvc_stage(stage: str, parent_run_id: str | None, log: Callable[[str], No
 
 
 def waiting_marker(stage: str) -> dict[str, Any] | None:
-    """What a stage stopped with exit 5 waits for (written by tasks.common.AwaitingLabels)."""
+    """What a stage stopped with exit 5 waits for (written by tasks.shell.awaiting.AwaitingLabels)."""
     path = Path("labels/outbox") / f"{stage}.waiting.json"
     return json.loads(path.read_text()) if path.exists() else None
 

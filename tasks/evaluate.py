@@ -27,7 +27,11 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import AwaitingLabels, Stage, _nest, main, write_jsonl
+from tasks.jsonl import write_jsonl
+from tasks.shell.awaiting import AwaitingLabels
+from tasks.shell.outputs import nest
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 from tasks.gates import Table
 from tasks.report import plot_alignment_tax, plot_overoptimisation, plot_win_rates, render_report
 
@@ -184,7 +188,7 @@ def write_metrics(stage: Stage, judge: str, sources: dict[str, str]) -> None:
     ``absent``: why each family with no figure has none (an input the team does not have)."""
     payload = {k: float(v) for k, v in stage.metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-    payload = _nest(payload)
+    payload = nest(payload)
     payload["judge"] = judge
     payload["sources"] = {family: source.split(":")[0] for family, source in sources.items()}
     if stage.absent:

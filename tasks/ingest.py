@@ -10,7 +10,8 @@ import pandas as pd
 
 from instructgpt.config import ConfigError
 from tasks import inputs
-from tasks.common import Stage, main
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 from tasks.gates import Table
 from tasks.pii import pii_types
 

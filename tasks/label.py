@@ -21,7 +21,10 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import AwaitingLabels, Stage, main, write_jsonl
+from tasks.jsonl import write_jsonl
+from tasks.shell.awaiting import AwaitingLabels
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 from tasks.gates import Table
 from tasks.rankings import ranking_tables
 

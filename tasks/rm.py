@@ -12,7 +12,8 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import Stage, main
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 from tasks.gates import Table
 from tasks.rankings import ranking_tables
 

@@ -19,7 +19,9 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import Stage, main, write_jsonl
+from tasks.jsonl import write_jsonl
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 from tasks.gates import GateFailed, Table
 from tasks.pii import pii_detector, pii_types
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.common import EXIT_AWAITING, main
+from tasks.shell.run import EXIT_AWAITING, main
 from tests.judging.conftest import set_params
 
 TASKS = Path("labels/outbox/judge_tasks.jsonl")

@@ -14,7 +14,7 @@ import yaml
 
 from instructgpt.config import InputError
 from tasks import inputs
-from tasks.common import EXIT_CONFIG, main
+from tasks.shell.run import EXIT_CONFIG, main
 from tests.core.conftest import model_dir, tiny_cfg, tokenizer  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[2]
