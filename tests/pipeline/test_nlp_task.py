@@ -141,7 +141,8 @@ def test_base_stage_stops_on_a_malformed_item_before_writing_anything(project, c
 
 
 def test_the_flow_artifact_shows_the_reason_for_an_absent_figure():
-    from flows.pipeline import StageOutcome, flatten, stage_markdown
+    from flows.artifacts import stage_markdown
+    from flows.repro import StageOutcome, flatten
 
     why = "no NLP task given (inputs.nlp_task: none, no *.jsonl file in it)"
     metrics = flatten({"valid": {"loss": 2.5}, "absent": {"nlp_task/accuracy": why}})
