@@ -10,9 +10,9 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
+from tasks.gates import Table
 from tasks.shell.run import main
 from tasks.shell.stage import Stage
-from tasks.gates import Table
 
 
 def body(stage: Stage) -> None:
