@@ -197,7 +197,7 @@ def test_stage_refuses_a_model_outside_inputs_models(stage, team_models, tmp_pat
     import yaml
 
     from tasks import inputs
-    from tasks.common import EXIT_CONFIG, main
+    from tasks.shell.run import EXIT_CONFIG, main
 
     repo = __import__("pathlib").Path(__file__).resolve().parents[2]
     params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -86,7 +86,7 @@ def test_stages_read_only_declared_files(workspace, audit_dir):
     """Every file a stage opened while the flow ran is a declared dep (or its own output)."""
     import re
 
-    from tasks.common import dvc_stages
+    from tasks.params import dvc_stages
     from tasks.lineage import covered
 
     specs = dvc_stages(workspace / "dvc.yaml", workspace / "params.yaml")

@@ -49,7 +49,8 @@ def test_monitor_samples_held_out_prompts_and_leaves_training_unchanged():
 
 
 def test_ppo_stage_writes_the_monitor_without_the_world(workspace):
-    from tasks.common import dvc_stages, main
+    from tasks.params import dvc_stages
+    from tasks.shell.run import main
     from tasks.lineage import import_closure
     from tasks.ppo import make_body
 
@@ -74,7 +75,7 @@ def test_ppo_stage_writes_the_monitor_without_the_world(workspace):
 def test_a_resumed_ppo_stage_keeps_the_monitor_rows_of_before(workspace, monkeypatch):
     """Killed after its step-2 checkpoint, the stage resumes there; monitor.jsonl still starts at
     step 0 and equals the uninterrupted run's."""
-    from tasks.common import EXIT_ERROR, main
+    from tasks.shell.run import EXIT_ERROR, main
     from tasks.ppo import Monitor, make_body
     from tests.judging.conftest import set_params
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tasks import inputs
-from tasks.common import EXIT_AWAITING, EXIT_GATE, main
+from tasks.shell.run import EXIT_AWAITING, EXIT_GATE, main
 from tests.labeling.conftest import kept_prompts, quarantine, write_jsonl
 from tests.labeling.test_labelers import answer
 

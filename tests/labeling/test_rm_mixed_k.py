@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from tasks import inputs
-from tasks.common import main
+from tasks.shell.run import main
 from tests.labeling.conftest import WORDS, best_first, candidates, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]

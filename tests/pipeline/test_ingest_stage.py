@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tasks import inputs
-from tasks.common import main
+from tasks.shell.run import main
 
 REPO = Path(__file__).resolve().parents[2]
 TOPICS = ["owls", "rivers", "volcanoes", "bread", "chess", "tides", "comets", "bees"]

@@ -14,7 +14,7 @@ import yaml
 
 from instructgpt.config import InputError
 from tasks import inputs
-from tasks.common import EXIT_CONFIG, main
+from tasks.shell.run import EXIT_CONFIG, main
 from tests.core.conftest import model_dir, tiny_cfg, tokenizer  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,7 +141,8 @@ def test_base_stage_stops_on_a_malformed_item_before_writing_anything(project, c
 
 
 def test_the_flow_artifact_shows_the_reason_for_an_absent_figure():
-    from flows.pipeline import StageOutcome, flatten, stage_markdown
+    from flows.artifacts import stage_markdown
+    from flows.repro import StageOutcome, flatten
 
     why = "no NLP task given (inputs.nlp_task: none, no *.jsonl file in it)"
     metrics = flatten({"valid": {"loss": 2.5}, "absent": {"nlp_task/accuracy": why}})

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tasks import inputs
-from tasks.common import EXIT_GATE, main
+from tasks.shell.run import EXIT_GATE, main
 
 REPO = Path(__file__).resolve().parents[2]
 TOPICS = ["owls", "rivers", "volcanoes", "bread", "chess", "tides", "comets", "bees", "glass", "maps", "kites", "snow"]

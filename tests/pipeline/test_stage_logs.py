@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tqdm import tqdm
 
-from flows.pipeline import StageLog, run_dvc_stage
+from flows.repro import StageLog, run_dvc_stage
 from instructgpt.progress import LineProgress, progress
 
 
