@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import make_workspace, run
-from tests.labeling.conftest import kept_prompts, quarantine, write_jsonl
+from tests.helpers import write_jsonl
+from tests.labeling.conftest import kept_prompts, quarantine
 
 pytestmark = pytest.mark.e2e
 

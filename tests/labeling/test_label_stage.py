@@ -11,7 +11,8 @@ import yaml
 
 from tasks import inputs
 from tasks.common import EXIT_AWAITING, EXIT_GATE, main
-from tests.labeling.conftest import kept_prompts, quarantine, write_jsonl
+from tests.helpers import write_jsonl
+from tests.labeling.conftest import kept_prompts, quarantine
 from tests.labeling.test_labelers import answer
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,8 @@ import yaml
 
 from tasks import inputs
 from tasks.common import main
-from tests.labeling.conftest import WORDS, best_first, candidates, write_jsonl
+from tests.helpers import write_jsonl
+from tests.labeling.conftest import WORDS, best_first, candidates
 
 REPO = Path(__file__).resolve().parents[2]
 
