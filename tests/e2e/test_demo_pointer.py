@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.core.conftest import model_dir, tiny_cfg, tokenizer  # noqa: F401 - fixtures
-from tests.e2e.conftest import REPO, git, run
+from tests.workspace import REPO, make_workspace, run
 
 pytestmark = pytest.mark.e2e
 
@@ -27,15 +26,7 @@ def own_data_step() -> list[str]:
 
 
 def test_a_team_model_runs_without_the_demo_pointer(tmp_path, model_dir):
-    from flows.profiles import apply_profile, copy_project
-
-    ws = tmp_path / "ws"
-    copy_project(REPO, ws)
-    git(ws, "init", "-q")
-    git(ws, "add", "-A")
-    git(ws, "commit", "-qm", "a team's workspace")
-    run(ws, "dvc", "pull", "-q", "data.dvc")  # the demo data; never the demo model
-    apply_profile("tiny", ws / "params.yaml", ws / "profiles")
+    ws = make_workspace(tmp_path / "ws", demo_model=False)  # the demo data; never the demo model
     shutil.copytree(model_dir, ws / "models/team-lm")
     params = yaml.safe_load((ws / "params.yaml").read_text())
     params["base"]["model_path"] = "models/team-lm"

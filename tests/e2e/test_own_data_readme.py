@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from ruamel.yaml import YAML
 
-from tests.e2e.conftest import byod_workspace, git, run
+from tests.workspace import git, make_workspace, run
 from tests.e2e.test_demo_pointer import own_data_step
 from tests.e2e.test_own_data import answer_rank_tasks
 
@@ -51,7 +51,7 @@ def repeat_labeled_prompts_earlier(ws: Path) -> dict[str, set[str]]:
 def team(tmp_path_factory) -> tuple[Path, dict[str, set[str]], list[str]]:
     """The workspace after docs/OWN_DATA.md's steps and both `dvc repro` runs; the labeled prompt ids
     per kind and what each `dvc repro` printed."""
-    ws = byod_workspace(tmp_path_factory.mktemp("team") / "ws", models="models")
+    ws = make_workspace(tmp_path_factory.mktemp("team") / "ws", byod=True, models="models")
     labeled = repeat_labeled_prompts_earlier(ws)
     y = YAML()
     params = y.load((ws / "params.yaml").read_text())

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import STAGES, cached_outs, run, run_flow
+from tests.e2e.conftest import STAGES, cached_outs, run_flow
+from tests.workspace import run
 
 pytestmark = pytest.mark.e2e
 

@@ -36,6 +36,7 @@ def registry_store(workspace, tmp_path, monkeypatch):
         yield mlflow.MlflowClient()
 
 
+@pytest.mark.slow  # the ppo and evaluate stages run for real
 def test_registry_does_not_move_with_judge_none(registry_store):
     from tasks import registry
     from tasks.answers import VERSUS_CHAMPION

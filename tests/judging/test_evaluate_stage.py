@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from tasks.shell.run import EXIT_AWAITING, main
-from tests.judging.conftest import set_params
+from tests.workspace import set_params
+
+pytestmark = pytest.mark.slow  # the evaluate stage runs for real, 5-10 s a test
 
 TASKS = Path("labels/outbox/judge_tasks.jsonl")
 REPO = Path(__file__).resolve().parents[2]

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.conftest import make_workspace, run
-from tests.labeling.conftest import kept_prompts, quarantine, write_jsonl
+from tests.helpers import write_jsonl
+from tests.labeling.conftest import kept_prompts, quarantine
+from tests.workspace import make_workspace, run
 
 pytestmark = pytest.mark.e2e
 
