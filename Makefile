@@ -38,13 +38,14 @@ LABEL_STUDIO_PORT ?= 8080
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
 export LABEL_STUDIO_PORT LABEL_STUDIO_URL
 
-.PHONY: run seeds test ui data venv venv-test constraints deploy worker bench bench-peers gpu-check world demo-base clean help test-acceptance test-services labelstudio labelstudio-venv labels-push labels-pull secrets
+.PHONY: run seeds test test-unit ui data venv venv-test constraints deploy worker bench bench-peers gpu-check world demo-base clean help test-acceptance test-services labelstudio labelstudio-venv labels-push labels-pull secrets
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
 	@echo "               PROFILE=tiny: the tiny profile, in its own workspace profiles/tiny/"
 	@echo "make seeds   - the demo on three training seeds and the mean ± sd of its headline figures (~50 min)"
 	@echo "make test    - the test suite (without the long acceptance runs)"
+	@echo "make test-unit - the fast tier alone (about a minute): no end-to-end or slow tests (-m unit)"
 	@echo "make test-acceptance - own data/logs/model/labelers end to end, a real Label Studio round trip, dvc repro vs the flow"
 	@echo "make test-services - MLflow on PostgreSQL, DVC on S3 (moto), Prefect server + workers, the deployment (10-15 min)"
 	@echo "make ui      - MLflow UI on http://127.0.0.1:5000 over mlflow/"
@@ -118,6 +119,10 @@ XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # with the venv); .ci/run runs all three. The demo data too: the demo tokenizer's ids on it are pinned.
 test: venv-test data
 	$(PY) -m pytest -q $(XDIST) -m "not acceptance and not labelstudio and not services"
+
+# the fast tier: every test not marked e2e, slow, acceptance, services or labelstudio (tests/conftest.py)
+test-unit: venv-test data
+	$(PY) -m pytest -q $(XDIST) -m unit
 
 # the shared services, each a real server started by the tests (docs/SCALE.md, sections 4-6):
 # PostgreSQL + MLflow server, moto's S3 server, Prefect server + two workers; trains the tiny profile

@@ -15,7 +15,6 @@ profile refreshes the copy; DVC then re-runs only what changed.
 from __future__ import annotations
 
 import filecmp
-import os
 import shutil
 import subprocess
 import sys

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.pipeline import flatten
+from flows.repro import flatten
 from flows.profiles import DEMO
 
 PROFILES = (DEMO, "seed1", "seed2")

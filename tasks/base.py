@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -10,8 +9,9 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import Stage, main
 from tasks.gates import Table
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 
 
 def body(stage: Stage) -> None:

@@ -20,54 +20,23 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import AwaitingLabels, Stage, _nest, main, write_jsonl
+from tasks.answers import (BEST_OF_N, BEST_OF_N_COMPARISONS, COMPARISONS, FEWSHOT, MONITORS, REFERENCE,
+                           VERSUS_CHAMPION, Sources, best_of_n, fewshot_shots, generate_all, models_after)
 from tasks.gates import Table
+from tasks.jsonl import write_jsonl
 from tasks.report import plot_alignment_tax, plot_overoptimisation, plot_win_rates, render_report
+from tasks.shell.awaiting import AwaitingLabels
+from tasks.shell.outputs import nest
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 
-MODELS = {
-    "base": "outputs/base/model",
-    "sft": "outputs/sft/model",
-    "ppo": "outputs/ppo/model",  # PPO-ptx: the paper's InstructGPT
-    "ppo_noptx": "outputs/ppo_noptx/model",  # PPO without pretraining mix
-}
-FEWSHOT = "base_fewshot"  # the base model prompted with demonstrations (paper: few-shot GPT-3)
-REFERENCE = "demonstration"  # labelers' own answers, judged like a model (not generated)
-BEST_OF_N = "sft_best_of_n"  # SFT's best of evaluate.best_of_n samples by the RM (a reference row)
-COMPARISONS = [("sft", "base"), ("ppo", "sft"), ("ppo", "base_fewshot"), ("ppo", "base"), ("ppo_noptx", "ppo")]
-BEST_OF_N_COMPARISONS = [(BEST_OF_N, "sft"), ("ppo", BEST_OF_N)]
-VERSUS_CHAMPION = "ppo_vs_champion"  # the candidate against the registry's current champion
-MONITORS = {"ppo": "outputs/ppo/monitor.jsonl", "ppo_noptx": "outputs/ppo_noptx/monitor.jsonl"}
 TASKS_FILE = Path("labels/outbox/judge_tasks.jsonl")
-RM = "outputs/rm/model"
-ROUND1 = "ppo_round1"  # with rounds.n: 2, round 1's PPO-ptx policy, judged against round 2's
-N_SHOTS = 2
-
-
-@dataclass(frozen=True)
-class Sources:
-    """The models evaluate reads: round 1's, or (``rounds.n: 2``) round 2's PPO-ptx policy as "ppo"
-    with round 2's RM, and round 1's policy as ``ppo_round1`` judged against it."""
-
-    models: dict[str, str] = field(default_factory=lambda: dict(MODELS))
-    monitors: dict[str, str] = field(default_factory=lambda: dict(MONITORS))
-    rm: str = RM
-    comparisons: list[tuple[str, str]] = field(default_factory=lambda: list(COMPARISONS))
-
-
-def models_after(rounds: int) -> Sources:
-    """What evaluate judges after ``rounds`` rounds."""
-    if rounds < 2:
-        return Sources()
-    return Sources(models={**MODELS, "ppo": "outputs/ppo_round2/model", ROUND1: MODELS["ppo"]},
-                   monitors={**MONITORS, "ppo": "outputs/ppo_round2/monitor.jsonl", ROUND1: MONITORS["ppo"]},
-                   rm="outputs/rm_round2/model", comparisons=[*COMPARISONS, ("ppo", ROUND1)])
 
 
 def body(stage: Stage) -> None:
@@ -95,7 +64,11 @@ def body(stage: Stage) -> None:
     # None where a test prompt has no demonstration: left out of the reference's figures, not an empty answer
     responses[REFERENCE] = [str(demos[pid]) if pid in demos.index else None for pid in ids]
     comparisons = src.comparisons + (BEST_OF_N_COMPARISONS if cfg.best_of_n else [])
-    champion = champion_answers(cfg, texts) if stage.run is not None else None
+    champion = None
+    if stage.run is not None:  # the registry is MLflow's
+        from tasks.registry import champion_answers
+
+        champion = champion_answers(cfg, texts)
 
     judge = make_judge(cfg.judge, inputs.raw("judgements"), cfg.seed,
                        training_labelers() if cfg.judge == "human" else ())
@@ -131,7 +104,11 @@ def body(stage: Stage) -> None:
                                                                      if pid in demos.index], heldout,
                                    nlp_task, stage.place, src))
     curve = overoptimisation(judge, src.monitors)
-    decision = registry_decision(judge.name, verdict, champion, src) if stage.run is not None else {}
+    decision = {}
+    if stage.run is not None:
+        from tasks.registry import registry_decision
+
+        decision = registry_decision(judge.name, verdict, champion, src)
     stage.metrics.update(metrics)
     stage.metrics.update({f"registry/{k}": v for k, v in decision.items() if isinstance(v, (int, float))})
     sources = {**judge.sources, **PROXY_SOURCES}
@@ -184,7 +161,7 @@ def write_metrics(stage: Stage, judge: str, sources: dict[str, str]) -> None:
     ``absent``: why each family with no figure has none (an input the team does not have)."""
     payload = {k: float(v) for k, v in stage.metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-    payload = _nest(payload)
+    payload = nest(payload)
     payload["judge"] = judge
     payload["sources"] = {family: source.split(":")[0] for family, source in sources.items()}
     if stage.absent:
@@ -232,66 +209,6 @@ def rejected_summary(counts: dict[str, float]) -> str:
     """'3 imported judgement(s) rejected: 2 unknown_task, 1 duplicate.' or ''."""
     parts = [f"{int(v)} {k.split('/', 1)[1]}" for k, v in counts.items() if k.startswith("rejected/") and v]
     return f"{int(counts.get('judgements_rejected', 0))} imported judgement(s) rejected: {', '.join(parts)}." if parts else ""
-
-
-def fewshot_shots(demos: pd.Series) -> list[tuple[str, str]]:
-    """N_SHOTS short (prompt, demonstration) pairs of SFT training prompts; the sampler shows them
-    before each prompt in the model's own format (``instructgpt.text.prompt_context``: earlier
-    turns of its chat template, or plain ``prompt\nresponse\n\n`` blocks)."""
-    sft = inputs.prompts("sft", ("train",))
-    sft = sft[sft["style"] == "plain"] if "style" in sft else sft
-    pairs = [(t, str(demos[pid])) for pid, t in zip(sft["prompt_id"], sft["text"]) if pid in demos.index]
-    return sorted(pairs, key=lambda pr: (len(pr[0]) + len(pr[1]), pr[0]))[:N_SHOTS]
-
-
-def generate_all(cfg, prompts: list[str], shots: list[tuple[str, str]], place: Callable = lambda m: m,
-                 models: dict[str, str] = MODELS):
-    """Every model answers every prompt with the same sampling settings and seed (``place``: onto
-    the stage's device).
-    Returns (samples of each model in ``models``, response texts of every model and of few-shot)."""
-    from instructgpt.generation import sample
-    from instructgpt.models import load_causal_lm
-
-    def run(name: str, path: str, shots: list[tuple[str, str]] = ()):
-        model, tokenizer = load_causal_lm(path)
-        place(model)
-        return sample(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                      temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed,
-                      show_progress=True, desc=f"evaluate: sample {name}", shots=shots)
-
-    generated = {name: run(name, path) for name, path in models.items()}
-    responses = {name: [s.response for s in got] for name, got in generated.items()}
-    # Few-shot: the answer ends where the next example would start.
-    fewshot = run(FEWSHOT, models["base"], shots)
-    responses[FEWSHOT] = [s.response.split("\n")[0].strip() for s in fewshot]
-    return generated, responses
-
-
-def best_of_n(cfg, prompts: list[str], place: Callable = lambda m: m, src: Sources | None = None) -> list[str]:
-    """SFT's best of ``cfg.best_of_n`` samples per prompt by the reward model (ties: the first
-    drawn). Sampled with the evaluation's settings and a seed of their own, so the SFT row's
-    samples are untouched."""
-    from instructgpt.generation import sample
-    from instructgpt.judging import proxy
-    from instructgpt.models import load_causal_lm
-
-    src = src or Sources()
-    n = cfg.best_of_n
-    model, tokenizer = load_causal_lm(src.models["sft"])
-    place(model)
-    flat = [p for p in prompts for _ in range(n)]
-    drawn = [s.response for s in sample(model, tokenizer, flat, max_new_tokens=cfg.max_new_tokens,
-                                        temperature=cfg.temperature, batch_size=cfg.batch_size, seed=cfg.seed + 1,
-                                        show_progress=True, desc=f"evaluate: sample SFT x{n}")]
-    del model
-    rm, rm_tokenizer = proxy.load_reward_scorer(src.rm)
-    place(rm)
-    scores = proxy.rm_scores(rm, rm_tokenizer, flat, drawn)
-    out = []
-    for i in range(len(prompts)):
-        block = scores[i * n: (i + 1) * n]
-        out.append(drawn[i * n + max(range(n), key=lambda j: (block[j], -j))])
-    return out
 
 
 def proxy_figures(cfg, prompts: list[str], generated: dict, responses: dict[str, list[str]],
@@ -369,59 +286,6 @@ def overoptimisation(judge, monitors: dict[str, str] = MONITORS) -> pd.DataFrame
     gold = {m: (judge.monitor(r) if r else None) for m, r in rows.items()}
     return overoptimisation_curve(rows, gold)
 
-
-def champion_answers(cfg, prompts: list[str]) -> tuple[str, list[str]] | None:
-    """(version, responses) of the registry's current champion policy, or None without one."""
-    import mlflow
-
-    from tasks import registry
-
-    champion = registry.champion_version(registry.POLICY)
-    if champion is None:
-        return None
-    old = mlflow.pyfunc.load_model(f"models:/{registry.POLICY}@champion")
-    # the same sampler settings as the candidate's responses (batch make-up changes samples)
-    return champion, list(old.predict(prompts, params={"temperature": cfg.temperature, "seed": cfg.seed,
-                                                       "max_new_tokens": cfg.max_new_tokens,
-                                                       "batch_size": cfg.batch_size}))
-
-
-def registry_decision(judge: str, verdict, champion: tuple[str, list[str]] | None,
-                      src: Sources | None = None) -> dict:
-    """Register policy and RM (alias `candidate`); move `champion` only on the judge's verdict
-    (instructgpt.judging.decision)."""
-    from instructgpt.judging.decision import champion_decision
-    from tasks import registry
-
-    versus = verdict.win_rate(VERSUS_CHAMPION) if verdict is not None and champion is not None else None
-    pending = 0
-    if verdict is not None:
-        pending = verdict.pending(VERSUS_CHAMPION) if champion is not None else verdict.pending()
-    decided = champion_decision(judge, champion is not None, versus, pending)
-    src = src or Sources()
-    version = registry.register_policy(src.models["ppo"])
-    rm_version = registry.register_reward_model(src.rm)
-    if decided.move:
-        registry.promote(registry.POLICY, version)
-        registry.promote(registry.REWARD_MODEL, rm_version)
-    previous = int(champion[0]) if champion is not None else None
-    decision = {
-        "judge": judge,
-        "candidate_version": int(version),
-        "reward_model_version": int(rm_version),
-        "previous_champion_version": previous,
-        "champion_moved": int(decided.move),
-        "champion_version": int(version) if decided.move else previous,
-        "rule": decided.rule,
-        "reason": decided.reason,
-    }
-    if versus is not None and versus.n:
-        decision.update(win_rate_vs_champion=versus.rate, win_rate_vs_champion_low=versus.low,
-                        win_rate_vs_champion_high=versus.high, comparisons=versus.n)
-    if champion is not None and verdict is not None:
-        decision["pending_vs_champion"] = verdict.pending(VERSUS_CHAMPION)
-    print(f"[evaluate] registry: {json.dumps(decision)}")
-    return decision
 
 
 if __name__ == "__main__":

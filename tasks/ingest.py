@@ -10,9 +10,10 @@ import pandas as pd
 
 from instructgpt.config import ConfigError
 from tasks import inputs
-from tasks.common import Stage, main
 from tasks.gates import Table
 from tasks.pii import pii_types
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 
 COLUMNS = ["prompt_id", "user_id", "text", "timestamp", "source", "style", "dataset", "split"]
 

@@ -21,7 +21,7 @@ RAW_INPUTS = ("prompts", "demonstrations", "corpus", "nlp_task", "models", "rank
 
 @functools.cache
 def _inputs_section() -> dict[str, str]:
-    from tasks.common import load_params
+    from tasks.params import load_params
 
     section = load_params().get("inputs") or {}
     missing = [k for k in RAW_INPUTS if not section.get(k)]

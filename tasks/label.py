@@ -21,9 +21,12 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import AwaitingLabels, Stage, main, write_jsonl
 from tasks.gates import Table
+from tasks.jsonl import write_jsonl
 from tasks.rankings import ranking_tables
+from tasks.shell.awaiting import AwaitingLabels
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 
 SFT_MODEL = "outputs/sft/model"
 POLICY_ROUND1 = "outputs/ppo/model"  # round 2 samples the round-1 PPO-ptx policy

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from tasks.params import dvc_stages
+
 PACKAGES = ("instructgpt", "tasks", "flows")
 AUDIT_ENV = "INSTRUCTGPT_AUDIT_OPENS"
 
@@ -96,8 +98,6 @@ def stage_modules(cmd: str) -> list[str]:
 
 def undeclared_modules(root: Path = Path("."), dvc_file: Path | None = None) -> dict[str, list[str]]:
     """Per stage, the project source files its command imports that dvc.yaml does not declare."""
-    from tasks.common import dvc_stages
-
     out = {}
     for name, spec in dvc_stages(dvc_file or root / "dvc.yaml", root / "params.yaml").items():
         deps = [next(iter(d)) if isinstance(d, dict) else d for d in spec.get("deps", [])]

@@ -29,9 +29,11 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import Stage, main, read_jsonl, write_jsonl
 from tasks.gates import Table
+from tasks.jsonl import read_jsonl, write_jsonl
 from tasks.pii import pii_detector, pii_types
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 
 SFT_MODEL = "outputs/sft/model"
 RM_MODEL = "outputs/rm/model"

@@ -21,10 +21,13 @@ Loading and generating::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+
+from tasks.answers import VERSUS_CHAMPION, Sources
 
 POLICY = "instructgpt-policy"
 REWARD_MODEL = "instructgpt-reward-model"
@@ -87,3 +90,52 @@ def champion_version(name: str) -> str | None:
 def promote(name: str, version: str) -> None:
     """Move alias `champion` to ``version``."""
     mlflow.MlflowClient().set_registered_model_alias(name, "champion", version)
+
+
+def champion_answers(cfg, prompts: list[str]) -> tuple[str, list[str]] | None:
+    """(version, responses) of the registry's current champion policy, or None without one."""
+    champion = champion_version(POLICY)
+    if champion is None:
+        return None
+    old = mlflow.pyfunc.load_model(f"models:/{POLICY}@champion")
+    # the same sampler settings as the candidate's responses (batch make-up changes samples)
+    return champion, list(old.predict(prompts, params={"temperature": cfg.temperature, "seed": cfg.seed,
+                                                       "max_new_tokens": cfg.max_new_tokens,
+                                                       "batch_size": cfg.batch_size}))
+
+
+def registry_decision(judge: str, verdict, champion: tuple[str, list[str]] | None,
+                      src: Sources | None = None) -> dict:
+    """Register policy and RM (alias `candidate`); move `champion` only on the judge's verdict
+    (instructgpt.judging.decision)."""
+    from instructgpt.judging.decision import champion_decision
+
+    versus = verdict.win_rate(VERSUS_CHAMPION) if verdict is not None and champion is not None else None
+    pending = 0
+    if verdict is not None:
+        pending = verdict.pending(VERSUS_CHAMPION) if champion is not None else verdict.pending()
+    decided = champion_decision(judge, champion is not None, versus, pending)
+    src = src or Sources()
+    version = register_policy(src.models["ppo"])
+    rm_version = register_reward_model(src.rm)
+    if decided.move:
+        promote(POLICY, version)
+        promote(REWARD_MODEL, rm_version)
+    previous = int(champion[0]) if champion is not None else None
+    decision = {
+        "judge": judge,
+        "candidate_version": int(version),
+        "reward_model_version": int(rm_version),
+        "previous_champion_version": previous,
+        "champion_moved": int(decided.move),
+        "champion_version": int(version) if decided.move else previous,
+        "rule": decided.rule,
+        "reason": decided.reason,
+    }
+    if versus is not None and versus.n:
+        decision.update(win_rate_vs_champion=versus.rate, win_rate_vs_champion_low=versus.low,
+                        win_rate_vs_champion_high=versus.high, comparisons=versus.n)
+    if champion is not None and verdict is not None:
+        decision["pending_vs_champion"] = verdict.pending(VERSUS_CHAMPION)
+    print(f"[evaluate] registry: {json.dumps(decision)}")
+    return decision

@@ -12,9 +12,10 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import Stage, main
 from tasks.gates import Table
 from tasks.rankings import ranking_tables
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 
 COMPARISONS = "outputs/label/comparisons.jsonl"
 COMPARISONS_ROUND2 = "outputs/label_round2/comparisons.jsonl"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from tasks.common import Stage, declared_outputs
+from tasks.params import declared_outputs
+from tasks.shell.stage import Stage
 
 MARKER = "ROUND.json"  # in a model directory a skipped stage leaves: why there is no model
 REASON = "rounds.n is 1 in params.yaml: no second round"

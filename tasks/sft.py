@@ -19,9 +19,11 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from tasks import inputs
-from tasks.common import Stage, main, write_jsonl
 from tasks.gates import GateFailed, Table
+from tasks.jsonl import write_jsonl
 from tasks.pii import pii_detector, pii_types
+from tasks.shell.run import main
+from tasks.shell.stage import Stage
 
 MAX_RESPONSE_CHARS = 2000
 DEMO_TASKS = Path("labels/outbox/demo_tasks.jsonl")

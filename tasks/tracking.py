@@ -8,10 +8,12 @@ The flow opens one parent run per pipeline run and passes its id to the stage pr
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 EXPERIMENT = os.environ.get("INSTRUCTGPT_EXPERIMENT", "instructgpt")
 PARENT_ENV = "INSTRUCTGPT_PARENT_RUN_ID"
@@ -141,3 +143,30 @@ def close_orphaned_runs(experiment_id: str, filter_string: str) -> list[str]:
         client.set_terminated(run.info.run_id, status="KILLED")
         closed.append(run.info.run_id)
     return closed
+
+
+def start_stage_run(name: str):
+    """An MLflow run for stage ``name``, child of the flow's parent run when there is one
+    (``PARENT_ENV``); a run of the same stage left RUNNING by a killed process is closed first."""
+    import mlflow
+
+    exp_id = setup()
+    parent = os.environ.get(PARENT_ENV) or None
+    tags = {
+        "stage": name,
+        "git_commit": git_commit(),
+        "dvc_lock": dvc_lock_hash(),
+        "mlflow.source.git.commit": git_commit(),
+    }
+    if os.environ.get("PREFECT__FLOW_RUN_ID"):
+        tags["prefect_flow_run_id"] = os.environ["PREFECT__FLOW_RUN_ID"]
+    tags[PROCESS_TAG] = process_tag()
+    for run_id in close_orphaned_runs(exp_id, f"tags.stage = '{name}'"):
+        print(f"[{name}] MLflow run {run_id} of an earlier '{name}' process that was killed: marked KILLED")
+    return mlflow.start_run(experiment_id=exp_id, run_name=name, parent_run_id=parent, tags=tags)
+
+
+def param_value(v: Any) -> Any:
+    """A config value as an MLflow param: lists and dicts as JSON, cut to MLflow's 500 characters."""
+    s = json.dumps(v) if isinstance(v, (list, dict)) else v
+    return s if not isinstance(s, str) or len(s) < 500 else s[:497] + "..."

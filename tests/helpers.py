@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import torch
 
@@ -17,3 +19,16 @@ def same_weights(a: torch.nn.Module | Mapping[str, torch.Tensor], b: torch.nn.Mo
     missing, extra = sorted(set(sa) - set(sb)), sorted(set(sb) - set(sa))
     assert not missing and not extra, f"not the same tensors: only in the first {missing}, only in the second {extra}"
     return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict | str | bytes]) -> Path:
+    """``rows`` as a JSON Lines file at ``path`` (its folders created): a dict is JSON-encoded, a str is
+    written as a line as it is, bytes as they are (a malformed line, an unterminated last line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for row in rows:
+            if isinstance(row, bytes):
+                f.write(row)
+            else:
+                f.write((row if isinstance(row, str) else json.dumps(row)).encode() + b"\n")
+    return path

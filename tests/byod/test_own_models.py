@@ -23,6 +23,7 @@ from instructgpt.reward_model import RewardModel
 from instructgpt.scoring import context_length, score_pairs
 from instructgpt.text import prompt_context
 from tests.helpers import same_weights
+from tests.workspace import repo_params, stage_dir, write_project
 
 
 def _ids(tok, text):
@@ -135,7 +136,7 @@ def test_ppo_step_scores_rollout_text_with_the_rm_tokenizer(team_models, log_pro
                     sample_log=lambda samples, step: seen.extend(samples), monitor_prompts=log_prompts[4:6],
                     reward_tokenizer=rm_tok)
     assert out["ppo/reward_retokenised"] == 1.0
-    assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())  # a real step
+    assert not same_weights(before, policy)  # a real step
     # each score is the RM's score of (prompt, decoded response) in the RM's own format
     # (the monitor's samples: step 0 and the last, two prompts each)
     assert len(seen) == 4
@@ -157,7 +158,7 @@ def test_same_tokenizer_reads_the_rollout_ids_as_before(team_models, log_prompts
         results.append((out, policy.state_dict()))
     (a, wa), (b, wb) = results
     assert a == b and b["ppo/reward_retokenised"] == 0.0
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert same_weights(wa, wb)
 
 
 def test_stage_starts_the_value_model_from_the_policy_when_tokenizers_differ(team_models, tmp_path, monkeypatch):
@@ -173,7 +174,7 @@ def test_stage_starts_the_value_model_from_the_policy_when_tokenizers_differ(tea
         assert (rm_tok is not None) == different
         want = policy.base_model.state_dict() if different else rm.backbone.state_dict()
         got = value.backbone.state_dict()
-        assert all(torch.equal(got[k], want[k]) for k in want)
+        assert same_weights(got, want)
         assert torch.equal(value.head.weight, rm.head.weight) != different  # fresh head vs the RM's
 
 
@@ -194,25 +195,15 @@ def test_stage_refuses_a_model_outside_inputs_models(stage, team_models, tmp_pat
     """Exit code 2 (bad params) with the message, before the stage reads anything else."""
     import importlib
 
-    import yaml
+    from tasks.shell.run import EXIT_CONFIG, main
 
-    from tasks import inputs
-    from tasks.common import EXIT_CONFIG, main
-
-    repo = __import__("pathlib").Path(__file__).resolve().parents[2]
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params = repo_params()
     params["inputs"]["models"] = "models"
     params[stage]["model_path"] = str(team_models["rm"])  # a real model, but elsewhere
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("INSTRUCTGPT_NO_MLFLOW", "1")
-    shutil.copy(repo / "dvc.yaml", tmp_path / "dvc.yaml")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_project(tmp_path, params)
     (tmp_path / "models").mkdir()
-    inputs._inputs_section.cache_clear()
-    try:
+    with stage_dir(tmp_path, monkeypatch):
         code = main(stage, importlib.import_module(f"tasks.{stage}").body)
-    finally:
-        inputs._inputs_section.cache_clear()
     assert code == EXIT_CONFIG
     err = capsys.readouterr()
     assert f"{stage}.model_path=" in err.out + err.err and "inputs.models='models'" in err.out + err.err

@@ -30,6 +30,7 @@ from instructgpt.train.ppo.update import PtxStream
 from instructgpt.train.pretrain import PretrainConfig, pretrain
 from instructgpt.train.reward import RewardConfig, evaluate_rm, train_reward_model
 from instructgpt.train.sft import SFTConfig, sft_loss, train_sft
+from tests.helpers import same_weights
 
 from .conftest import make_pairs
 from .test_train import make_comparisons
@@ -203,7 +204,7 @@ def test_lora_merge_under_bf16_is_the_fp32_merge(tiny_model, tokenizer):
         twin = copy.deepcopy(adapter)
         merged = merge_adapter(adapter).state_dict()
     reference = merge_adapter(twin).state_dict()
-    assert all(torch.equal(merged[k], reference[k]) for k in reference)
+    assert same_weights(merged, reference)
 
 
 # --- numerics only bf16 shows ---------------------------------------------------------------------

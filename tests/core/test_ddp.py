@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -169,6 +170,7 @@ def test_trained_alike_fails_on_a_real_difference(model_dir):
             assert_trained_alike("rm", model_dir, single, broken)
 
 
+@pytest.mark.slow  # 2 gloo processes, ~12-30 s
 def test_two_processes_match_one(model_dir, tmp_path):
     out = tmp_path / "ddp.pt"
     mp.spawn(_worker, args=(_free_port(), str(model_dir), str(out)), nprocs=WORLD_SIZE, join=True)

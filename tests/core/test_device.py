@@ -123,9 +123,9 @@ def test_every_path_runs_in_the_chosen_precision(model_dir, precision, expected)
 
 
 def test_the_stage_shell_runs_its_body_in_the_compute_scope(tmp_path, monkeypatch):
-    """tasks.common.main resolves params.yaml ``compute`` and enters its scope around the body;
+    """tasks.shell.run.main resolves params.yaml ``compute`` and enters its scope around the body;
     a device the machine lacks stops the stage with exit code 2 before the body runs."""
-    from tasks.common import EXIT_CONFIG, main
+    from tasks.shell.run import EXIT_CONFIG, main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("INSTRUCTGPT_NO_MLFLOW", "1")

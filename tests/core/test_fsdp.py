@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -117,6 +118,7 @@ def _worker(rank: int, port: int, model_dir: str, out: str) -> None:
             dist.destroy_process_group()
 
 
+@pytest.mark.slow  # 2 gloo processes, ~15-25 s
 def test_fsdp_two_processes_match_one_and_shard(model_dir, tmp_path):
     out = tmp_path / "fsdp.pt"
     mp.spawn(_worker, args=(_free_port(), str(model_dir), str(out)), nprocs=WORLD_SIZE, join=True)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "gpu.py"
 SERVICES = ("mlflow", "prefect", "dvc", "great_expectations", "presidio")
@@ -61,6 +63,7 @@ def test_the_script_imports_only_torch_transformers_peft_and_the_library():
     assert tops - set(sys.stdlib_module_names) == {"torch", "transformers", "peft", "instructgpt"}
 
 
+@pytest.mark.slow  # a subprocess runs bench/gpu.py's smoke checks, ~25 s
 def test_tiny_cpu_run_passes_every_smoke_check_without_the_services():
     code = RUNNER.format(services=SERVICES, script=str(SCRIPT))
     # one thread: beside make test's other process, two would spin-wait for cores (8 min instead of 25 s)

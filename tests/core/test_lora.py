@@ -22,6 +22,7 @@ from instructgpt.train.ppo.rollout import reference_logprobs, token_logprobs
 from instructgpt.train.ppo.update import make_ppo_optimizer
 from instructgpt.train.reward import RewardConfig, evaluate_rm, train_reward_model
 from instructgpt.train.sft import SFTConfig, train_sft
+from tests.helpers import same_weights
 
 from .conftest import make_pairs, tol
 from .test_archs import make_dir
@@ -174,7 +175,7 @@ def test_lora_ppo_reference_is_the_frozen_base_and_only_adapters_train(tiny_mode
                                                              for k in v_changed)
     finish_models(models)
     assert not has_adapter(policy) and not has_adapter(rm)
-    assert all(torch.equal(v, rm_copy.state_dict()[k]) for k, v in rm.state_dict().items())  # RM is itself
+    assert same_weights(rm, rm_copy)  # RM is itself
 
 
 def test_lora_ppo_runs_and_returns_the_merged_policy(tiny_model, tokenizer, model_dir, tmp_path):
@@ -194,7 +195,7 @@ def test_lora_ppo_runs_and_returns_the_merged_policy(tiny_model, tokenizer, mode
     assert not _changed(rm_before, rm) and not has_adapter(rm)
     save_model(policy, tokenizer, tmp_path / "ppo")
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "ppo")
-    assert all(torch.equal(v, policy.state_dict()[k]) for k, v in reloaded.state_dict().items())
+    assert same_weights(reloaded, policy)
 
 
 def test_ppo_memory_with_and_without_lora(tokenizer):
@@ -227,6 +228,6 @@ def test_lora_ppo_resumes_from_a_checkpoint_onto_the_same_weights(tiny_model, to
     straight = run(3, None)
     run(2, str(tmp_path / "ckpt"))
     resumed = run(3, str(tmp_path / "ckpt"))
-    assert all(torch.equal(v, straight.state_dict()[k]) for k, v in resumed.state_dict().items())
+    assert same_weights(resumed, straight)
     assert not torch.equal(straight.state_dict()["transformer.h.0.attn.c_attn.weight"],
                            tiny_model.state_dict()["transformer.h.0.attn.c_attn.weight"])

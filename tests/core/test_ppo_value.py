@@ -81,7 +81,7 @@ def test_vf_lr_zero_freezes_the_value_model_while_the_policy_moves(tiny_model, t
     value_init = _state(RewardModel.from_causal_lm(model_dir, seed=3))
     policy_init = _state(tiny_model)
     policy, value, _ = _run(tiny_model, tokenizer, model_dir, steps=2, lr=1e-3, vf_lr=0.0)
-    assert all(torch.equal(value_init[k], v) for k, v in value.state_dict().items())
+    assert same_weights(value_init, value)
     assert _moved(policy_init, policy) > 1e-3
 
 

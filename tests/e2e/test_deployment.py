@@ -1,6 +1,6 @@
 """The scheduled deployment end to end: a real `prefect server start`, `make deploy` from a
 workspace, flow runs of the deployment picked up by a process worker whose PATH does not hold
-the virtual environment (`.venv/bin/prefect worker start`, as the README says to start it).
+the virtual environment (`.venv/bin/prefect worker start`, as docs/SCALE.md says to start it).
 A real server and worker: `make test-services`, with the other shared services.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import make_workspace
+from tests.workspace import make_workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 VENV_BIN = Path(sys.executable).parent
@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 
 def _path_without_venv() -> str:
-    """The test's PATH less the virtual environment (tests/e2e/conftest.py puts it first)."""
+    """The test's PATH less the virtual environment (tests/workspace.py puts it first)."""
     venv = VENV_BIN.resolve()
     return os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p and Path(p).resolve() != venv)
 

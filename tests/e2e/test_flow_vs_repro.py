@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import STAGES, cached_outs, make_workspace, run, run_flow
+from tests.e2e.conftest import STAGES, cached_outs, run_flow
+from tests.workspace import make_workspace, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.acceptance]
 

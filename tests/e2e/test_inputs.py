@@ -10,7 +10,7 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-from tests.e2e.conftest import make_workspace, run
+from tests.workspace import make_workspace, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.acceptance]
 

@@ -18,12 +18,11 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import BYOD as FIXTURE, byod_workspace, run
+from tests.workspace import BYOD as FIXTURE, make_workspace, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.acceptance]  # ~5 min: make test-acceptance
 
@@ -34,7 +33,7 @@ RANKERS = ("rank-new-1", "rank-new-2")
 @pytest.fixture(scope="module")
 def byod(tmp_path_factory) -> Path:
     """A copy of the project with the fixture as its data (byod/), its tiny models, no world."""
-    return byod_workspace(tmp_path_factory.mktemp("byod") / "ws")
+    return make_workspace(tmp_path_factory.mktemp("byod") / "ws", byod=True)
 
 
 def _overlap(prompt: str, text: str) -> int:

@@ -1,9 +1,9 @@
-"""Issue 22's acceptance: a team's own data run as the README's "Bring your own data" says.
+"""Issue 22's acceptance: a team's own data run as docs/OWN_DATA.md ("Bring your own data") says.
 
 The outside data set of tests/fixtures/byod/, whose log now repeats every labeled prompt earlier
 (another account asked the same the day before; the demonstrations and rankings were written for
 the later copy), the team's models in `models/` (the default `inputs.models`), the demo model never
-pulled, no NLP task (`inputs.nlp_task: none`) and no judge (`evaluate.judge: none`). The README's
+pulled, no NLP task (`inputs.nlp_task: none`) and no judge (`evaluate.judge: none`). The page's
 steps: the demo's model pointer removed (`dvc remove models/demo-base.dvc`), plain `dvc repro`,
 which stops for the labelers' rankings, answered, `dvc repro` again. Then: no label lost to
 deduplication (the ingest report's `labels`, SFT's and the label stage's counts), no demo pointer
@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from ruamel.yaml import YAML
 
-from tests.e2e.conftest import byod_workspace, git, run
-from tests.e2e.test_demo_pointer import readme_step
+from tests.workspace import git, make_workspace, run
+from tests.e2e.test_demo_pointer import own_data_step
 from tests.e2e.test_own_data import answer_rank_tasks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.acceptance]  # ~6 min on 2 busy cores: make test-acceptance
@@ -49,17 +49,17 @@ def repeat_labeled_prompts_earlier(ws: Path) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory) -> tuple[Path, dict[str, set[str]], list[str]]:
-    """The workspace after the README's steps and both `dvc repro` runs; the labeled prompt ids
+    """The workspace after docs/OWN_DATA.md's steps and both `dvc repro` runs; the labeled prompt ids
     per kind and what each `dvc repro` printed."""
-    ws = byod_workspace(tmp_path_factory.mktemp("team") / "ws", models="models")
+    ws = make_workspace(tmp_path_factory.mktemp("team") / "ws", byod=True, models="models")
     labeled = repeat_labeled_prompts_earlier(ws)
     y = YAML()
     params = y.load((ws / "params.yaml").read_text())
-    params["inputs"].update(nlp_task="none", judgements="none")  # README, "Your data": an input you do not have
+    params["inputs"].update(nlp_task="none", judgements="none")  # docs/OWN_DATA.md: an input you do not have
     params["evaluate"]["judge"] = "none"
     with open(ws / "params.yaml", "w") as f:
         y.dump(params, f)
-    run(ws, *readme_step())  # README, "Your model": the demo's model pointer
+    run(ws, *own_data_step())  # docs/OWN_DATA.md, "Your model": the demo's model pointer
     git(ws, "add", "-A")
     git(ws, "commit", "-qm", "our log, models and params; no demo model")
 

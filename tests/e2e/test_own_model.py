@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import make_workspace, run
+from tests.workspace import make_workspace, run
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import STAGES, cached_outs, run, run_flow
+from tests.e2e.conftest import STAGES, cached_outs, run_flow
+from tests.workspace import run
 
 pytestmark = pytest.mark.e2e
 
@@ -86,7 +87,7 @@ def test_stages_read_only_declared_files(workspace, audit_dir):
     """Every file a stage opened while the flow ran is a declared dep (or its own output)."""
     import re
 
-    from tasks.common import dvc_stages
+    from tasks.params import dvc_stages
     from tasks.lineage import covered
 
     specs = dvc_stages(workspace / "dvc.yaml", workspace / "params.yaml")
@@ -231,7 +232,7 @@ def test_cached_run_adds_no_mlflow_parent_run(workspace, prefect_server, monkeyp
 
 
 def test_run_cache_through_a_remote_skips_training(workspace, tmp_path_factory):
-    """README, scaling out: `dvc push --run-cache` here, `dvc fetch --run-cache` in a second
+    """docs/SCALE.md, section 5: `dvc push --run-cache` here, `dvc fetch --run-cache` in a second
     workspace, and its `dvc repro --pull` restores every stage's outputs instead of training again."""
     from tests.e2e.conftest import share_run_cache
 
@@ -289,7 +290,7 @@ def test_ppo_param_change_reruns_only_ppo_and_evaluate(workspace, prefect_server
     assert decision["comparisons"] == n and decision["win_rate_vs_champion"] == pytest.approx(rate)
     assert decision["win_rate_vs_champion_low"] == pytest.approx(max(0.0, centre - half))
     assert decision["win_rate_vs_champion_high"] == pytest.approx(min(1.0, centre + half))
-    moved = rate > 0.5 and centre - half > 0.5  # the champion rule (README)
+    moved = rate > 0.5 and centre - half > 0.5  # the champion rule (docs/PIPELINE.md)
     assert decision["champion_moved"] == int(moved)
     assert decision["champion_version"] == (2 if moved else 1)
     assert int(MlflowClient().get_model_version_by_alias("instructgpt-policy", "champion").version) == (2 if moved else 1)

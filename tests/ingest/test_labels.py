@@ -13,26 +13,28 @@ from instructgpt.config import ConfigError, InputError, from_dict
 from instructgpt.ingest import IngestConfig, ingest
 from instructgpt.ingest.labeled import Labeled, labeled_prompt_ids, read_demonstrations
 
+from tests.helpers import write_jsonl
+
 from .conftest import row
 
 TOPICS = ["owls", "rivers", "volcanoes", "bread", "chess", "tides", "comets", "bees", "glass", "maps"]
 
 
-def log(write_jsonl) -> Path:
+def log(tmp_path) -> Path:
     """Ten API prompts of ten users and two labeler-written prompts."""
     rows = [row(f"p{i}", f"u{i}", text=f"Explain how {t} work, briefly.") for i, t in enumerate(TOPICS)]
     rows += [row("l0", "labeler-1", text="Write a limerick about a tired cat.", source="labeler"),
              row("l1", "labeler-2", text="List five uses of a paperclip.", source="labeler")]
-    return write_jsonl(rows)
+    return write_jsonl(tmp_path / "prompts.jsonl", rows)
 
 
 def labels_cfg(**shares) -> IngestConfig:
     return from_dict(IngestConfig, {"datasets": {"assign": "labels", **shares}}, "ingest")
 
 
-def test_labels_decide_first_then_the_shares(write_jsonl):
+def test_labels_decide_first_then_the_shares(tmp_path):
     labeled = Labeled(demonstrated=frozenset({"p0", "p1", "l1"}), ranked=frozenset({"p1", "p2", "p3", "nowhere"}))
-    res = ingest(log(write_jsonl), labels_cfg(sft=0, rm=0, ppo=1), progress=False, labeled=labeled)
+    res = ingest(log(tmp_path), labels_cfg(sft=0, rm=0, ppo=1), progress=False, labeled=labeled)
     ds = dict(zip(res.kept["prompt_id"], res.kept["dataset"]))
     assert ds["p0"] == "sft" and ds["l1"] == "sft"  # demonstration
     assert ds["p1"] == "sft"  # demonstration and ranking
@@ -44,17 +46,17 @@ def test_labels_decide_first_then_the_shares(write_jsonl):
         "share": 6, "demonstration": 2, "demonstration_and_ranking": 1, "ranking": 2, "labeler_prompt_to_rm": 1}
 
 
-def test_labels_mode_rest_by_nonzero_shares(write_jsonl):
+def test_labels_mode_rest_by_nonzero_shares(tmp_path):
     labeled = Labeled(demonstrated=frozenset({"p0"}), ranked=frozenset())
-    res = ingest(log(write_jsonl), labels_cfg(sft=0.5, rm=0.5, ppo=0), progress=False, labeled=labeled)
+    res = ingest(log(tmp_path), labels_cfg(sft=0.5, rm=0.5, ppo=0), progress=False, labeled=labeled)
     ds = dict(zip(res.kept["prompt_id"], res.kept["dataset"]))
     assert ds["p0"] == "sft"
     assert "ppo" not in set(ds.values()) and {"sft", "rm"} <= set(ds.values())
     assert res.report["assigned_by_reason"]["share"] == 11
 
 
-def test_share_mode_is_unchanged_by_labels(write_jsonl):
-    path = log(write_jsonl)
+def test_share_mode_is_unchanged_by_labels(tmp_path):
+    path = log(tmp_path)
     share = ingest(path, IngestConfig(), progress=False)
     with_labels = ingest(path, IngestConfig(), progress=False,
                          labeled=Labeled(frozenset({"p0", "p1"}), frozenset({"p2"})))
@@ -142,11 +144,11 @@ def test_malformed_demonstration_names_file_line_and_field(tmp_path, line, words
         read_demonstrations(path)
 
 
-def _duplicated_log(write_jsonl) -> Path:
+def _duplicated_log(tmp_path) -> Path:
     """Requests repeated in the log, the labels written for a later copy (issue 22: a team lost
     103 of 148 demonstrations to dedup keeping the earliest copy)."""
     day = "2022-01-0{}T00:00:00Z".format
-    return write_jsonl([
+    return write_jsonl(tmp_path / "prompts.jsonl", [
         row("a1", "u1", text="Explain how owls hunt at night.", ts=day(1)),
         row("a2", "u2", text="explain how owls hunt at night.", ts=day(2)),  # demonstration
         row("b1", "u3", text="Write a poem about the sea, please.", ts=day(1)),
@@ -164,8 +166,8 @@ DUPLICATED_LABELS = Labeled(demonstrated=frozenset({"a2", "b3", "c1", "c2", "d1"
 
 
 @pytest.mark.parametrize("cfg", [IngestConfig(), labels_cfg(sft=0, rm=0, ppo=1)], ids=["share", "labels"])
-def test_dedup_keeps_the_labeled_copy_and_counts_every_label(write_jsonl, cfg):
-    res = ingest(_duplicated_log(write_jsonl), cfg, progress=False, labeled=DUPLICATED_LABELS)
+def test_dedup_keeps_the_labeled_copy_and_counts_every_label(tmp_path, cfg):
+    res = ingest(_duplicated_log(tmp_path), cfg, progress=False, labeled=DUPLICATED_LABELS)
     assert sorted(res.kept["prompt_id"]) == ["a2", "b3", "c1", "e1"]  # most labels, then earliest
     dup = res.quarantine[res.quarantine["reason"] == "duplicate"].set_index("prompt_id")["detail"]
     assert dup.to_dict() == {"a1": "same normalised prefix as kept prompt a2",
@@ -181,7 +183,7 @@ def test_dedup_keeps_the_labeled_copy_and_counts_every_label(write_jsonl, cfg):
     assert res.report["accounting_ok"] and res.report["deduplicated"] == 4
 
 
-def test_dedup_without_labels_keeps_the_earliest(write_jsonl):
-    res = ingest(_duplicated_log(write_jsonl), IngestConfig(), progress=False)
+def test_dedup_without_labels_keeps_the_earliest(tmp_path):
+    res = ingest(_duplicated_log(tmp_path), IngestConfig(), progress=False)
     assert sorted(res.kept["prompt_id"]) == ["a1", "b1", "c1", "e1"]
     assert "labels" not in res.report

@@ -3,7 +3,6 @@ read in order, the rules applied across partitions, every file and row accounted
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -12,10 +11,11 @@ import pytest
 from instructgpt.config import ConfigError, InputError, from_dict
 from instructgpt.ingest import IngestConfig, ingest
 from instructgpt.ingest.schema import read_rows
+from tests.helpers import write_jsonl
 
 from .conftest import row
 
-# The log's own names for our fields (a team's export), as in the README's example.
+# The log's own names for our fields (a team's export), as in docs/OWN_DATA.md's example.
 MAPPING = {"prompt_id": "request_id", "user_id": "account", "text": "input", "timestamp": "created_at"}
 
 
@@ -24,14 +24,6 @@ def foreign(r: dict) -> dict:
     out = {MAPPING.get(k, k): v for k, v in r.items()}
     out["model"] = "gpt-x"
     return out
-
-
-def write_jsonl(path: Path, items) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        for it in items:
-            f.write(it if isinstance(it, bytes) else json.dumps(it).encode() + b"\n")
-    return path
 
 
 def write_parquet(path: Path, rows: list[dict]) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from instructgpt.ingest import IngestConfig, PiiConfig, PiiDetector, ingest
+from tests.helpers import write_jsonl
+
 from .conftest import row
 
 POSITIVE = [
@@ -59,9 +61,9 @@ def test_prefilter_never_changes_the_answer():
     assert on.candidates(NEGATIVE).sum() <= 4
 
 
-def test_drop_mode_quarantines_without_the_value(write_jsonl):
+def test_drop_mode_quarantines_without_the_value(tmp_path):
     items = [row(f"p{i}", uid=f"u{i}", text=t) for i, (_, t, _) in enumerate(POSITIVE)] + [row("clean", text=NEGATIVE[0])]
-    res = ingest(write_jsonl(items), IngestConfig(), progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), IngestConfig(), progress=False)
     assert list(res.kept["prompt_id"]) == ["clean"]
     q = res.quarantine
     assert q["reason"].str.startswith("pii:").all()
@@ -71,11 +73,11 @@ def test_drop_mode_quarantines_without_the_value(write_jsonl):
     assert res.report["accounting_ok"]
 
 
-def test_redact_mode_keeps_prompt_with_typed_placeholders(write_jsonl):
+def test_redact_mode_keeps_prompt_with_typed_placeholders(tmp_path):
     items = [row("p1", text="Email anna.berg@example.com or call (415) 555-2671, thanks")]
     cfg = IngestConfig()
     cfg.pii.mode = "redact"
-    res = ingest(write_jsonl(items), cfg, progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), cfg, progress=False)
     assert res.kept["text"].tolist() == ["Email <EMAIL> or call <PHONE>, thanks"]
     assert res.report["pii_by_type"]["EMAIL"] == 1 and res.report["pii_by_type"]["PHONE"] == 1
     # Gate check: nothing left to find.
@@ -275,11 +277,11 @@ def test_source_map_covers_the_whole_value():
     assert SourceMap("plain ascii").source(2, 5) == (2, 5)
 
 
-def test_redact_keeps_the_original_text_around_the_value(write_jsonl):
+def test_redact_keeps_the_original_text_around_the_value(tmp_path):
     text = "Ｈｉ！ mail anna\u200b.berg@example.com or call （４１５） ５５５－２６７１, merci ☺"
     cfg = IngestConfig()
     cfg.pii.mode = "redact"
-    res = ingest(write_jsonl([row("p1", text=text)]), cfg, progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", [row("p1", text=text)]), cfg, progress=False)
     assert res.kept["text"].tolist() == ["Ｈｉ！ mail <EMAIL> or call <PHONE>, merci ☺"]
 
 
@@ -296,7 +298,7 @@ ADVERSARIAL_LOG = (
 
 
 @pytest.mark.parametrize("mode", ["drop", "redact"])
-def test_gate_finds_nothing_the_filter_let_through(write_jsonl, tmp_path, monkeypatch, mode):
+def test_gate_finds_nothing_the_filter_let_through(tmp_path, monkeypatch, mode):
     """Property of the issue: on an adversarial log, whatever the ingest stage's output gate
     would flag, the filter already removed -- zero findings, and the gate passes. (The log
     holds no duplicates; in redact mode prompts that differ only in their PII merge.)"""
@@ -307,7 +309,7 @@ def test_gate_finds_nothing_the_filter_let_through(write_jsonl, tmp_path, monkey
     cfg = IngestConfig()
     cfg.pii.mode = mode
     cfg.pii.phone_regions = REGIONS
-    res = ingest(write_jsonl(items), cfg, progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), cfg, progress=False)
     gate_detector = PiiDetector(cfg.pii)
     assert [s for s in gate_detector.find_many(res.kept["text"]) if s] == []
     assert [t for t in res.kept["text"] if gate_detector.find(t)] == []
@@ -408,11 +410,11 @@ def test_european_phone_formats_per_country(detector, country):
         assert detector.find_many([text]) == [detector.find(text)]  # the pre-filter lets it through
 
 
-def test_european_phone_redacted_with_its_extension(write_jsonl):
+def test_european_phone_redacted_with_its_extension(tmp_path):
     cfg = IngestConfig()
     cfg.pii.mode = "redact"
-    res = ingest(write_jsonl([row("p1", text="office +44 20 7946 0958 ext. 12, or 030/1234567-89")]), cfg,
-                 progress=False)
+    rows = [row("p1", text="office +44 20 7946 0958 ext. 12, or 030/1234567-89")]
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", rows), cfg, progress=False)
     assert res.kept["text"].tolist() == ["office <PHONE>, or <PHONE>"]
 
 

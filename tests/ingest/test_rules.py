@@ -7,6 +7,8 @@ import pandas as pd
 from instructgpt.ingest import IngestConfig, ingest
 from instructgpt.ingest.config import DatasetConfig, SplitConfig
 from instructgpt.ingest.rules import assign_dataset, assign_split
+from tests.helpers import write_jsonl
+
 from .conftest import row
 
 PREFIX = "Summarise the following report for a busy manager in five bullet points: "  # 73 chars
@@ -16,48 +18,48 @@ def _cfg(**kw) -> IngestConfig:
     return IngestConfig(dedup_prefix_chars=64, **kw)
 
 
-def test_differ_only_after_prefix_are_merged_keeping_earliest(write_jsonl):
+def test_differ_only_after_prefix_are_merged_keeping_earliest(tmp_path):
     assert len(PREFIX) >= 64
     items = [
         row("late", text=PREFIX + "sales went up", ts="2022-03-01T00:00:00Z"),
         row("early", uid="u2", text=PREFIX.upper() + "  costs went down", ts="2022-02-01T00:00:00Z"),
     ]
-    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), _cfg(), progress=False)
     assert list(res.kept["prompt_id"]) == ["early"]  # earliest timestamp, not first line
     q = res.quarantine.iloc[0]
     assert (q["line"], q["reason"], q["prompt_id"]) == (1, "duplicate", "late")
     assert res.report["deduplicated"] == 1
 
 
-def test_differ_before_prefix_are_kept(write_jsonl):
+def test_differ_before_prefix_are_kept(tmp_path):
     a = "A" + PREFIX[1:] + "sales went up"
     b = "B" + PREFIX[1:] + "sales went up"  # differs at char 0, identical after
     c = PREFIX[:60] + "XXXX" + "sales went up"  # differs at char 60 < 64
     items = [row("a", text=a), row("b", text=b), row("c", text=PREFIX + "z"), row("d", text=c)]
-    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), _cfg(), progress=False)
     assert sorted(res.kept["prompt_id"]) == ["a", "b", "c", "d"]
 
 
-def test_short_prompts_are_duplicates_only_when_equal(write_jsonl):
+def test_short_prompts_are_duplicates_only_when_equal(tmp_path):
     items = [row("a", text="Tell me a joke."), row("b", text="tell  me a JOKE."), row("c", text="Tell me a joke!"),
              row("d", text="Tell me a joke. please")]  # "tell me a joke." has 15 < 16 chars
-    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), _cfg(), progress=False)
     assert sorted(res.kept["prompt_id"]) == ["a", "c", "d"]
 
 
-def test_short_prompt_resubmitted_with_edit_is_duplicate(write_jsonl):
+def test_short_prompt_resubmitted_with_edit_is_duplicate(tmp_path):
     items = [row("a", text="List three foods ."), row("b", text="list three foods . please", ts="2022-01-02T00:00:00Z"),
              row("c", text="List three foods you like .")]
-    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), _cfg(), progress=False)
     assert sorted(res.kept["prompt_id"]) == ["a", "c"]
 
 
-def test_user_with_500_prompts_keeps_exactly_200_earliest(write_jsonl):
+def test_user_with_500_prompts_keeps_exactly_200_earliest(tmp_path):
     items = [
         row(f"p{i:03d}", uid="heavy", text=f"Prompt {i:03d}: name an animal", ts=f"2022-01-01T00:{i // 60:02d}:{i % 60:02d}Z")
         for i in reversed(range(500))  # file order is the reverse of time order
     ] + [row("other", uid="light", text="Another user's prompt")]
-    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), _cfg(), progress=False)
     heavy = res.kept[res.kept["user_id"] == "heavy"]
     assert len(heavy) == 200
     assert set(heavy["prompt_id"]) == {f"p{i:03d}" for i in range(200)}
@@ -76,9 +78,9 @@ def test_new_user_added_later_moves_no_existing_user():
     assert abs(shares["train"] - 0.8) < 0.04 and abs(shares["valid"] - 0.1) < 0.03
 
 
-def test_no_user_in_two_splits(write_jsonl):
+def test_no_user_in_two_splits(tmp_path):
     items = [row(f"p{i}", uid=f"u{i % 37}", text=f"Prompt {i} about item {i * 7}") for i in range(600)]
-    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), _cfg(), progress=False)
     assert (res.kept.groupby("user_id")["split"].nunique() == 1).all()
     assert set(res.kept["split"]) <= {"train", "valid", "test"}
 
@@ -97,7 +99,7 @@ def test_datasets_labeler_prompts_never_in_ppo_and_shares_hold():
     assert abs(q - 0.4 / 0.75) < 1e-9
 
 
-def test_accounting_identity_and_report_counts(write_jsonl):
+def test_accounting_identity_and_report_counts(tmp_path):
     items = [
         row("ok1", text="Explain photosynthesis simply."),
         row("pii", text="My email is jane.roe@example.org, reply soon"),
@@ -105,7 +107,7 @@ def test_accounting_identity_and_report_counts(write_jsonl):
         b"oops\n",
         row("ok2", source="labeler", style="few_shot", text="Q: 2+2? A: 4\nQ: 3+3? A:"),
     ]
-    res = ingest(write_jsonl(items), _cfg(), progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), _cfg(), progress=False)
     r = res.report
     assert r["rows_in"] == 5 and r["kept"] == 2 and r["removed"] == 3
     assert r["quarantined_by_reason"] == {"duplicate": 1, "invalid_json": 1, "pii:EMAIL": 1}
@@ -134,7 +136,7 @@ def test_normalise_matches_the_plain_pandas_definition():
     assert normalise(ascii_only).tolist() == ["a b", "c d", "e f"]
 
 
-def test_fast_jsonl_reader_keeps_the_per_row_checks(write_jsonl):
+def test_fast_jsonl_reader_keeps_the_per_row_checks(tmp_path):
     """The reader's fast path (all six fields strings) must leave the odd rows to the checks."""
     items = [
         row("p1"),
@@ -145,7 +147,7 @@ def test_fast_jsonl_reader_keeps_the_per_row_checks(write_jsonl):
         b"\n",
         row("p5"),
     ]
-    res = ingest(write_jsonl(items), IngestConfig(), progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), IngestConfig(), progress=False)
     assert sorted(res.kept["prompt_id"]) == ["p1", "p2", "p5"]
     reasons = dict(zip(res.quarantine["line"], res.quarantine["reason"]))
     assert reasons == {3: "missing_field:style", 4: "wrong_type:text", 5: "not_an_object", 6: "empty_line"}

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 
 from instructgpt.ingest import IngestConfig, ingest
+from tests.helpers import write_jsonl
+
 from .conftest import row
 
 
@@ -40,10 +42,10 @@ CASES = [
 ]
 
 
-def test_every_malformed_kind_is_quarantined_with_reason_and_line(write_jsonl):
+def test_every_malformed_kind_is_quarantined_with_reason_and_line(tmp_path):
     good = [row("g1"), row("g2", text="Tabs\tand\nnewlines are fine in text.")]
     items = [good[0], *[c[0] for c in CASES], good[1], row("g1", text="same id again")]
-    res = ingest(write_jsonl(items), IngestConfig(max_text_chars=100), progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", items), IngestConfig(max_text_chars=100), progress=False)
 
     q = res.quarantine.set_index("line")
     for i, (_, reason) in enumerate(CASES):
@@ -59,8 +61,9 @@ def test_every_malformed_kind_is_quarantined_with_reason_and_line(write_jsonl):
     assert not q["detail"].str.contains("caf|hello|xxxx").any()
 
 
-def test_limit_rows_reads_only_first_lines(write_jsonl):
-    path = write_jsonl([row(f"p{i}", text=f"Prompt number {i} is about {'abcdefghij'[i]} things") for i in range(10)])
+def test_limit_rows_reads_only_first_lines(tmp_path):
+    path = write_jsonl(tmp_path / "prompts.jsonl",
+                       [row(f"p{i}", text=f"Prompt number {i} is about {'abcdefghij'[i]} things") for i in range(10)])
     res = ingest(path, IngestConfig(limit_rows=4), progress=False)
     assert res.report["rows_in"] == 4
     assert len(res.kept) + len(res.quarantine) == 4
@@ -77,10 +80,10 @@ def test_parquet_input_same_rules(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["drop", "redact"])
-def test_empty_input(write_jsonl, mode):
+def test_empty_input(tmp_path, mode):
     cfg = IngestConfig()
     cfg.pii.mode = mode
-    res = ingest(write_jsonl([]), cfg, progress=False)
+    res = ingest(write_jsonl(tmp_path / "prompts.jsonl", []), cfg, progress=False)
     assert res.report["rows_in"] == 0 and res.report["accounting_ok"]
     assert list(res.kept.columns) == ["prompt_id", "user_id", "text", "timestamp", "source", "style", "dataset", "split"]
     assert list(res.quarantine.columns) == ["line", "reason", "detail", "prompt_id", "user_id", "where"]

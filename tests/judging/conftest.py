@@ -4,27 +4,21 @@ for real (in-process, MLflow off) in a few seconds."""
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from instructgpt.models import ModelConfig, build_causal_lm, save_model
 from instructgpt.reward_model import RewardModel
 from instructgpt.tokenizer import train_tokenizer
+from tests.helpers import write_jsonl
+from tests.workspace import repo_params, stage_dir, write_project
 
-REPO = Path(__file__).resolve().parents[2]
 WORDS = ["cat", "dog", "red", "blue", "sun", "tree", "fish", "bird", "milk", "rain"]
 MODELS = ("base", "sft", "ppo", "ppo_noptx")
-
-
-def _jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _prompts() -> list[dict]:
@@ -42,7 +36,7 @@ def _prompts() -> list[dict]:
     return rows
 
 
-def make_workspace(dest: Path) -> Path:
+def write_workspace(dest: Path) -> Path:
     """Write the workspace (module docstring) into ``dest``."""
     torch.manual_seed(0)
     prompts = _prompts()
@@ -53,12 +47,12 @@ def make_workspace(dest: Path) -> Path:
               for i in range(120)]
     nlp = [{"item_id": f"n{i}", "context": f"the {WORDS[i]} is", "choices": [" red", " a cat"], "answer": i % 2}
            for i in range(6)]
-    _jsonl(dest / "outputs/ingest/prompts.jsonl", prompts)
-    _jsonl(dest / "data/demonstrations.jsonl", demos)
-    _jsonl(dest / "data/prompts.jsonl", prompts)
-    _jsonl(dest / "data/corpus.jsonl", corpus)
-    _jsonl(dest / "data/nlp_task.jsonl", nlp)
-    _jsonl(dest / "outputs/label/comparisons.jsonl", [
+    write_jsonl(dest / "outputs/ingest/prompts.jsonl", prompts)
+    write_jsonl(dest / "data/demonstrations.jsonl", demos)
+    write_jsonl(dest / "data/prompts.jsonl", prompts)
+    write_jsonl(dest / "data/corpus.jsonl", corpus)
+    write_jsonl(dest / "data/nlp_task.jsonl", nlp)
+    write_jsonl(dest / "outputs/label/comparisons.jsonl", [
         {"prompt_id": p["prompt_id"], "user_id": p["user_id"], "split": p["split"], "prompt": p["text"],
          "responses": ["cat", "dog"], "ranking": [0, 1], "labeler_id": "t0" + str(i % 2 + 1)}
         for i, p in enumerate(prompts) if p["dataset"] == "rm"])
@@ -71,37 +65,24 @@ def make_workspace(dest: Path) -> Path:
         dest / "outputs/rm/model", tok)
     (dest / "models").mkdir()
     (dest / "labels/judgements").mkdir(parents=True)
-    shutil.copy(REPO / "dvc.yaml", dest / "dvc.yaml")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = repo_params()
     params["inputs"].update(rankings="labels/rankings", judgements="labels/judgements")
     params["ppo"].update(steps=2, batch_size=4, mini_batch_size=4, ppo_epochs=1, max_new_tokens=6,
                          ptx_block_size=16, ptx_batch_size=2, checkpoint_every=0, monitor_prompts=3)
     params["evaluate"].update(n_prompts=6, max_new_tokens=6, batch_size=8, corpus_docs=5, nlp_task_items=6,
                               judge="human", wait=True)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return dest
+    return write_project(dest, params, sort_keys=False)
 
 
 @pytest.fixture(scope="session")
 def workspace_template(tmp_path_factory) -> Path:
-    return make_workspace(tmp_path_factory.mktemp("judging-ws") / "ws")
+    return write_workspace(tmp_path_factory.mktemp("judging-ws") / "ws")
 
 
 @pytest.fixture
 def workspace(workspace_template, tmp_path, monkeypatch) -> Path:
     """A fresh copy of the template as the working directory, MLflow off, inputs re-read."""
-    from tasks import inputs
-
     ws = tmp_path / "ws"
     shutil.copytree(workspace_template, ws)
-    monkeypatch.chdir(ws)
-    monkeypatch.setenv("INSTRUCTGPT_NO_MLFLOW", "1")
-    inputs._inputs_section.cache_clear()
-    yield ws
-    inputs._inputs_section.cache_clear()
-
-
-def set_params(ws: Path, section: str, **values) -> None:
-    params = yaml.safe_load((ws / "params.yaml").read_text())
-    params[section].update(values)
-    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with stage_dir(ws, monkeypatch):
+        yield ws

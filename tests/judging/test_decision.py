@@ -36,9 +36,11 @@ def registry_store(workspace, tmp_path, monkeypatch):
         yield mlflow.MlflowClient()
 
 
+@pytest.mark.slow  # the ppo and evaluate stages run for real
 def test_registry_does_not_move_with_judge_none(registry_store):
     from tasks import registry
-    from tasks.evaluate import VERSUS_CHAMPION, registry_decision
+    from tasks.answers import VERSUS_CHAMPION
+    from tasks.registry import registry_decision
 
     # no champion yet, no judge: the candidate is registered, nobody becomes champion
     decision = registry_decision("none", None, None)

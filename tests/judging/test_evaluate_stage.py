@@ -11,8 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.common import EXIT_AWAITING, main
-from tests.judging.conftest import set_params
+from tasks.shell.run import EXIT_AWAITING, main
+from tests.workspace import set_params
+
+pytestmark = pytest.mark.slow  # the evaluate stage runs for real, 5-10 s a test
 
 TASKS = Path("labels/outbox/judge_tasks.jsonl")
 REPO = Path(__file__).resolve().parents[2]
@@ -106,7 +108,8 @@ def test_judge_none_gives_proxy_figures_only(workspace):
 
 
 def test_the_rm_orders_demonstrations_over_answers_only_where_a_demonstration_exists():
-    from tasks.evaluate import REFERENCE, rm_orders_demonstrations
+    from tasks.answers import REFERENCE
+    from tasks.evaluate import rm_orders_demonstrations
 
     responses = {REFERENCE: ["demo a", None, "demo c", "demo d"], "sft": ["x", "y", "z", "w"], "ppo": list("pqrs")}
     scores = {REFERENCE: [1.0, None, 0.0, 2.0], "sft": [0.0, 0.0, 1.0, 2.0], "ppo": [-1.0, 0.0, -1.0, -1.0]}
@@ -118,7 +121,7 @@ def test_the_rm_orders_demonstrations_over_answers_only_where_a_demonstration_ex
 
 def test_best_of_n_picks_the_rms_favourite_of_n_sft_samples(workspace, monkeypatch):
     """Each prompt's N samples are scored by the RM; the highest wins (the first drawn on a tie)."""
-    import tasks.evaluate as evaluate
+    import tasks.answers as answers
     from instructgpt.judging import proxy
     from instructgpt.judging.config import EvaluateConfig
 
@@ -133,7 +136,7 @@ def test_best_of_n_picks_the_rms_favourite_of_n_sft_samples(workspace, monkeypat
 
     real = proxy.rm_scores
     monkeypatch.setattr(proxy, "rm_scores", scores)
-    picked = evaluate.best_of_n(cfg, prompts)
+    picked = answers.best_of_n(cfg, prompts)
     assert seen["flat"] == [p for p in prompts for _ in range(3)]
     for i, response in enumerate(picked):
         block = seen["scores"][3 * i: 3 * i + 3]

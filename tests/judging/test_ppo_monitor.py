@@ -7,12 +7,16 @@ import copy
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from instructgpt.models import ModelConfig, build_causal_lm
 from instructgpt.reward_model import RewardModel
 from instructgpt.tokenizer import train_tokenizer
 from instructgpt.train.ppo import PPOConfig, train_ppo
+from tests.helpers import same_weights
+
+pytestmark = pytest.mark.slow  # the ppo stage and PPO runs, 5-10 s a test
 
 TRAIN = ["repeat the word cat 2 times", "list three colors .", "repeat the word sun 1 times", "name a dog ."]
 HELD_OUT = ["repeat the word tree 3 times", "list two animals ."]
@@ -46,11 +50,12 @@ def test_monitor_samples_held_out_prompts_and_leaves_training_unchanged():
     assert any(r["kl"] != 0.0 for _, rows in sampled for r in rows)
     # training is the same with and without the monitor: every logged figure, the final weights
     assert logged == logged0
-    assert all(torch.equal(weights[k], weights0[k]) for k in weights)
+    assert same_weights(weights, weights0)
 
 
 def test_ppo_stage_writes_the_monitor_without_the_world(workspace):
-    from tasks.common import dvc_stages, main
+    from tasks.params import dvc_stages
+    from tasks.shell.run import main
     from tasks.lineage import import_closure
     from tasks.ppo import make_body
 
@@ -75,9 +80,9 @@ def test_ppo_stage_writes_the_monitor_without_the_world(workspace):
 def test_a_resumed_ppo_stage_keeps_the_monitor_rows_of_before(workspace, monkeypatch):
     """Killed after its step-2 checkpoint, the stage resumes there; monitor.jsonl still starts at
     step 0 and equals the uninterrupted run's."""
-    from tasks.common import EXIT_ERROR, main
+    from tasks.shell.run import EXIT_ERROR, main
     from tasks.ppo import Monitor, make_body
-    from tests.judging.conftest import set_params
+    from tests.workspace import set_params
 
     set_params(workspace, "ppo", steps=3, checkpoint_every=1, sample_every=1)
     assert main("ppo", make_body("ppo"), section="ppo") == 0

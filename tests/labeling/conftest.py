@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -72,12 +69,6 @@ def best_first(text: str, responses: list[str]) -> list[int]:
     if not all(r in candidates(text) for r in responses):
         return sorted(range(len(responses)), key=lambda i: (len(responses[i]), responses[i]))
     return sorted(range(len(responses)), key=lambda i: quality(text, responses[i]))
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 @pytest.fixture

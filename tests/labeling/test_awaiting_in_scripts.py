@@ -1,4 +1,4 @@
-"""How a script tells "awaiting labels" from a failure under plain `dvc repro` (README, "In a script").
+"""How a script tells "awaiting labels" from a failure under plain `dvc repro` (docs/OWN_DATA.md, "In a script").
 
 `dvc repro` exits 255 whatever its stage command exited with; only its text says "exited with 5".
 What a script can rely on is the marker `labels/outbox/<stage>.waiting.json`: present after a stop
@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.conftest import make_workspace, run
-from tests.labeling.conftest import kept_prompts, quarantine, write_jsonl
+from tests.helpers import write_jsonl
+from tests.labeling.conftest import kept_prompts, quarantine
+from tests.workspace import make_workspace, run
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from instructgpt.labeling.formats import read_rankings, task_id
-from tests.labeling.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 GOOD = {"prompt_id": "p0000", "responses": ["a", "b", "c"], "ranking": [2, 0, 1], "labeler_id": "alice"}
 

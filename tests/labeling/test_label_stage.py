@@ -9,32 +9,27 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks import inputs
-from tasks.common import EXIT_AWAITING, EXIT_GATE, main
-from tests.labeling.conftest import kept_prompts, quarantine, write_jsonl
+from tasks.shell.run import EXIT_AWAITING, EXIT_GATE, main
+from tests.helpers import write_jsonl
+from tests.labeling.conftest import kept_prompts, quarantine
 from tests.labeling.test_labelers import answer
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.workspace import repo_params, stage_dir, write_project
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch, model_dir):
     """A project with ingest outputs, a tiny SFT model and label.labelers: human."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("INSTRUCTGPT_NO_MLFLOW", "1")
-    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = repo_params()
     params["inputs"]["rankings"] = "labels/rankings"
     params["label"].update(labelers="human", k_min=2, k_max=3, overlap=0.3, max_prompts=None, max_new_tokens=6,
                            batch_size=32, wait=True)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_project(tmp_path, params)
     write_jsonl(tmp_path / "outputs/ingest/prompts.jsonl", kept_prompts().to_dict("records"))
     write_jsonl(tmp_path / "outputs/ingest/quarantine.jsonl", quarantine().to_dict("records"))
     shutil.copytree(model_dir, tmp_path / "outputs/sft/model")
     (tmp_path / "labels/rankings").mkdir(parents=True)
-    inputs._inputs_section.cache_clear()
-    yield tmp_path
-    inputs._inputs_section.cache_clear()
+    with stage_dir(tmp_path, monkeypatch):
+        yield tmp_path
 
 
 def read(path: Path) -> list[dict]:

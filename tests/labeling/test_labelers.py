@@ -10,11 +10,12 @@ import pytest
 
 from instructgpt.config import ConfigError
 from instructgpt.labeling.agreement import pairwise_agreement
+from instructgpt.labeling.config import LabelConfig
 from instructgpt.labeling.formats import task_id
 from instructgpt.labeling.run import label
 from instructgpt.labeling.validation import PromptIndex
-from instructgpt.labeling.config import LabelConfig
-from tests.labeling.conftest import best_first, kept_prompts, sampler, write_jsonl
+from tests.helpers import write_jsonl
+from tests.labeling.conftest import best_first, kept_prompts, sampler
 
 
 def rm_prompts(frame: pd.DataFrame) -> pd.DataFrame:

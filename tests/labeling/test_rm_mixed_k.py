@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from pathlib import Path
 
-import yaml
-
-from tasks import inputs
-from tasks.common import main
-from tests.labeling.conftest import WORDS, best_first, candidates, write_jsonl
-
-REPO = Path(__file__).resolve().parents[2]
+from tasks.shell.run import main
+from tests.helpers import write_jsonl
+from tests.labeling.conftest import WORDS, best_first, candidates
+from tests.workspace import repo_params, stage_dir, write_project
 
 
 def mixed_k_comparisons(n: int, seed: int) -> list[dict]:
@@ -33,14 +29,11 @@ def mixed_k_comparisons(n: int, seed: int) -> list[dict]:
 def test_rm_stage_trains_on_k_from_2_to_5(tmp_path, monkeypatch, model_dir):
     from tasks.rm import body
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("INSTRUCTGPT_NO_MLFLOW", "1")
-    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = repo_params()
     params["inputs"]["demonstrations"] = "demonstrations.jsonl"
     params["label"].update(k_min=2, k_max=5)
     params["rm"].update(epochs=4, lr=0.003, batch_size=8, max_len=48, checkpoint_every=0)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_project(tmp_path, params)
     comparisons = mixed_k_comparisons(100, 0)
     assert {len(c["responses"]) for c in comparisons} == {2, 3, 4, 5}
     write_jsonl(tmp_path / "outputs/label/comparisons.jsonl", comparisons)
@@ -49,11 +42,8 @@ def test_rm_stage_trains_on_k_from_2_to_5(tmp_path, monkeypatch, model_dir):
         {"prompt_id": "s1", "user_id": "u", "text": "repeat the word cat 2 times", "dataset": "sft", "split": "train"}])
     write_jsonl(tmp_path / "demonstrations.jsonl", [{"prompt_id": "s1", "labeler_id": "l", "response": "cat cat"}])
     shutil.copytree(model_dir, tmp_path / "outputs/sft/model")
-    inputs._inputs_section.cache_clear()
-    try:
+    with stage_dir(tmp_path, monkeypatch):
         assert main("rm", body) == 0
-    finally:
-        inputs._inputs_section.cache_clear()
     metrics = json.loads((tmp_path / "outputs/rm/metrics.json").read_text())
     assert metrics["data"]["train_comparisons"] == 80 and metrics["data"]["valid_comparisons"] == 20
     assert metrics["valid"]["accuracy"] > 0.7, metrics["valid"]

@@ -6,7 +6,7 @@ import pytest
 
 from instructgpt.labeling.formats import read_rankings, task_id
 from instructgpt.labeling.validation import rejection_metrics, validate_rankings
-from tests.labeling.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 OK = {"prompt_id": "p0000", "responses": ["a", "b", "c", "d"], "ranking": [3, 1, 0, 2], "labeler_id": "alice"}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.conftest import make_workspace
+from tests.workspace import make_workspace
 
 pytestmark = pytest.mark.e2e
 

@@ -11,18 +11,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from tasks import inputs
-from tasks.common import main
+from tasks.shell.run import main
+from tests.workspace import REPO, stage_dir
 
-REPO = Path(__file__).resolve().parents[2]
 TOPICS = ["owls", "rivers", "volcanoes", "bread", "chess", "tides", "comets", "bees"]
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("INSTRUCTGPT_NO_MLFLOW", "1")
-    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")  # params.yaml: each test's `_params`
     (tmp_path / "log").mkdir()
     rows = [{"prompt_id": f"p{i}", "user_id": f"u{i}", "text": f"explain how {t} work ."} for i, t in enumerate(TOPICS)]
     pd.DataFrame(rows).to_json(tmp_path / "log/day1.jsonl", orient="records", lines=True)
@@ -34,9 +31,8 @@ def project(tmp_path, monkeypatch):
     ranking = {"responses": ["a", "b"], "ranking": [0, 1], "labeler_id": "ann"}
     (rankings / "batch.jsonl").write_text(
         "".join(json.dumps({"prompt_id": p, **ranking}) + "\n" for p in ("p1", "p2", "p3")))
-    inputs._inputs_section.cache_clear()
-    yield tmp_path
-    inputs._inputs_section.cache_clear()
+    with stage_dir(tmp_path, monkeypatch):
+        yield tmp_path
 
 
 def _params(project: Path, labelers: str) -> None:

@@ -20,7 +20,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.e2e.conftest import make_workspace
+from tests.helpers import same_weights
+from tests.workspace import make_workspace
+
+pytestmark = pytest.mark.e2e  # real stage processes in a copy of the repository, ~1 min
 
 MAX_STEPS, CHECKPOINT_EVERY = 16, 4
 # Short enough to run three times in about a minute, long enough to be killed mid-way.
@@ -101,5 +104,4 @@ def test_sigkilled_stage_resumes_to_the_same_weights(workspaces):
     # ... and ended bit for bit where the uninterrupted run did
     a = load_file(killed / "outputs/base/model/model.safetensors")
     b = load_file(reference / "outputs/base/model/model.safetensors")
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert same_weights(a, b)

@@ -21,7 +21,9 @@ from safetensors.torch import load_file
 
 from tasks.launch import command
 from instructgpt.device import ComputeConfig
-from tests.e2e.conftest import make_workspace
+from tests.workspace import make_workspace
+
+pytestmark = pytest.mark.e2e  # the base stage on 2 torchrun processes in a copy of the repository
 
 STEPS = 6
 

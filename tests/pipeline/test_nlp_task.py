@@ -14,37 +14,30 @@ import yaml
 
 from instructgpt.config import InputError
 from tasks import inputs
-from tasks.common import EXIT_CONFIG, main
+from tasks.shell.run import EXIT_CONFIG, main
 from tests.core.conftest import model_dir, tiny_cfg, tokenizer  # noqa: F401 - fixtures
+from tests.helpers import write_jsonl
+from tests.workspace import REPO, stage_dir, write_project
 
-REPO = Path(__file__).resolve().parents[2]
 ITEM = {"item_id": "q1", "context": "the cat", "choices": [" sat", " flew"], "answer": 0}
-
-
-def _jsonl(path: Path, rows: list) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch, model_dir):  # noqa: F811 - the fixture imported above
     """The repository's dvc.yaml and none/, a small corpus, a team model in models/, and the NLP
     task at data/nlp_task.jsonl (the test points inputs.nlp_task elsewhere as it needs)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("INSTRUCTGPT_NO_MLFLOW", "1")
-    shutil.copy(REPO / "dvc.yaml", "dvc.yaml")
-    shutil.copytree(REPO / "none", "none")
-    shutil.copytree(model_dir, "models/team-lm")
-    _jsonl(tmp_path / "data/corpus.jsonl", [{"doc_id": f"d{i}", "text": f"the cat sat on mat number {i} ."}
-                                            for i in range(40)])
-    _jsonl(tmp_path / "data/nlp_task.jsonl", [{**ITEM, "item_id": f"q{i}"} for i in range(5)])
-    _params({"inputs": {"prompts": "data/log", "demonstrations": "data/demos", "corpus": "data/corpus.jsonl",
-                        "nlp_task": "data/nlp_task.jsonl", "models": "models", "rankings": "labels/rankings",
-                        "judgements": "none"},
-             "base": {"model_path": "models/team-lm", "nlp_task_items": 3}})
-    yield tmp_path
-    inputs._inputs_section.cache_clear()
+    write_project(tmp_path, {
+        "inputs": {"prompts": "data/log", "demonstrations": "data/demos", "corpus": "data/corpus.jsonl",
+                   "nlp_task": "data/nlp_task.jsonl", "models": "models", "rankings": "labels/rankings",
+                   "judgements": "none"},
+        "base": {"model_path": "models/team-lm", "nlp_task_items": 3}})
+    shutil.copytree(REPO / "none", tmp_path / "none")
+    shutil.copytree(model_dir, tmp_path / "models/team-lm")
+    write_jsonl(tmp_path / "data/corpus.jsonl", [{"doc_id": f"d{i}", "text": f"the cat sat on mat number {i} ."}
+                                                 for i in range(40)])
+    write_jsonl(tmp_path / "data/nlp_task.jsonl", [{**ITEM, "item_id": f"q{i}"} for i in range(5)])
+    with stage_dir(tmp_path, monkeypatch):
+        yield tmp_path
 
 
 def _params(params: dict) -> None:
@@ -72,9 +65,9 @@ def test_items_are_read_in_order_up_to_the_setting(project):
     task = inputs.nlp_task(3, "base.nlp_task_items")
     assert task.absent is None and [i["item_id"] for i in task.items] == ["q0", "q1", "q2"]
     # a directory: every *.jsonl under it in sorted path order; other and hidden files are not read
-    _jsonl(project / "task/b.jsonl", [{**ITEM, "item_id": "b"}])
-    _jsonl(project / "task/a/x.jsonl", [{**ITEM, "item_id": "a"}])
-    _jsonl(project / "task/.hidden.jsonl", ["not json"])
+    write_jsonl(project / "task/b.jsonl", [{**ITEM, "item_id": "b"}])
+    write_jsonl(project / "task/a/x.jsonl", [{**ITEM, "item_id": "a"}])
+    write_jsonl(project / "task/.hidden.jsonl", ["not json"])
     (project / "task/README.md").write_text("our task\n")
     _set("inputs", nlp_task="task")
     assert [i["item_id"] for i in inputs.nlp_task(10, "base.nlp_task_items").items] == ["a", "b"]
@@ -104,7 +97,7 @@ def test_no_items_is_absent_with_the_reason(project, where, setting, reason):
     ({**ITEM, "answer": True}, "field 'answer' is True, not an index"),
 ])
 def test_a_malformed_item_names_file_line_and_field(project, line, words):
-    path = _jsonl(project / "data/nlp_task.jsonl", [ITEM, line])
+    path = write_jsonl(project / "data/nlp_task.jsonl", [ITEM, line])
     with pytest.raises(InputError, match=rf"^{path.relative_to(project)}:2: .*{words.replace('(', '.')}"):
         inputs.nlp_task(3, "base.nlp_task_items")
 
@@ -133,7 +126,7 @@ def test_base_stage_without_nlp_task_reports_the_accuracy_absent(project, capsys
 
 
 def test_base_stage_stops_on_a_malformed_item_before_writing_anything(project, capsys):
-    _jsonl(project / "data/nlp_task.jsonl", [ITEM, {**ITEM, "answer": 5}])
+    write_jsonl(project / "data/nlp_task.jsonl", [ITEM, {**ITEM, "answer": 5}])
     assert _run_base() == EXIT_CONFIG
     err = capsys.readouterr().err
     assert "bad input: data/nlp_task.jsonl:2: field 'answer' is 5, not an index into the 2 choices" in err
@@ -141,7 +134,8 @@ def test_base_stage_stops_on_a_malformed_item_before_writing_anything(project, c
 
 
 def test_the_flow_artifact_shows_the_reason_for_an_absent_figure():
-    from flows.pipeline import StageOutcome, flatten, stage_markdown
+    from flows.artifacts import stage_markdown
+    from flows.repro import StageOutcome, flatten
 
     why = "no NLP task given (inputs.nlp_task: none, no *.jsonl file in it)"
     metrics = flatten({"valid": {"loss": 2.5}, "absent": {"nlp_task/accuracy": why}})

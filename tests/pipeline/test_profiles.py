@@ -67,7 +67,7 @@ def test_small_learning_rates_are_numbers_through_a_profile_and_params_yaml(tmp_
     profile could not set a learning rate below 1e-4, nor a user type ``lr: 5e-5``."""
     from instructgpt.config import from_dict
     from instructgpt.train.ppo import PPOConfig
-    from tasks.common import load_params
+    from tasks.params import load_params
     from tasks.launch import compute_config
 
     (tmp_path / "profiles").mkdir()

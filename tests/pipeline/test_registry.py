@@ -109,6 +109,7 @@ def run_clean(python: Path, code: str, cwd: Path, uri: str) -> subprocess.Comple
                           timeout=300)
 
 
+@pytest.mark.slow  # a fresh Python process without the project loads every registered model
 def test_registered_models_load_and_answer_without_the_project(store, model_dirs, clean_python, tmp_path):
     from instructgpt.generation import sample
     from instructgpt.models import load_causal_lm, load_tokenizer

@@ -5,17 +5,14 @@ training pair at all" stops it, with a message that says what to do."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from tasks import inputs
-from tasks.common import EXIT_GATE, main
+from tasks.shell.run import EXIT_GATE, main
+from tests.workspace import stage_dir, write_project
 
-REPO = Path(__file__).resolve().parents[2]
 TOPICS = ["owls", "rivers", "volcanoes", "bread", "chess", "tides", "comets", "bees", "glass", "maps", "kites", "snow"]
 
 
@@ -40,9 +37,6 @@ def project(tmp_path, monkeypatch):
     from instructgpt.models import ModelConfig, build_causal_lm, save_model
     from instructgpt.tokenizer import train_tokenizer
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("INSTRUCTGPT_NO_MLFLOW", "1")
-    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     params = {
         "inputs": {"prompts": "data/log", "demonstrations": "data/demos", "corpus": "data/corpus.jsonl",
                    "nlp_task": "data/nlp_task.jsonl", "models": "models", "rankings": "labels/rankings",
@@ -50,7 +44,7 @@ def project(tmp_path, monkeypatch):
         "ingest": {"columns": {"prompt_id": "request_id", "text": "input"}},
         "sft": {"epochs": 1, "batch_size": 4, "max_len": 64, "warmup": 1, "show_progress": False},
     }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_project(tmp_path, params)
     raw = [{"request_id": p["prompt_id"], "user_id": p["user_id"], "input": p["text"]} for p in KEPT]
     raw.append({"request_id": "p10", "user_id": "u10", "input": "my email is a@b.example ."})
     (tmp_path / "data/log").mkdir(parents=True)
@@ -62,9 +56,8 @@ def project(tmp_path, monkeypatch):
     tokenizer = train_tokenizer([p["text"] + " " + _demo(i)["response"] for i, p in enumerate(KEPT)] * 5, vocab_size=300)
     cfg = ModelConfig(arch="gpt2", n_layer=1, n_embd=16, n_head=2, n_positions=128, dropout=0.0)
     save_model(build_causal_lm(cfg, tokenizer, seed=0), tokenizer, tmp_path / "outputs/base/model")
-    inputs._inputs_section.cache_clear()
-    yield tmp_path
-    inputs._inputs_section.cache_clear()
+    with stage_dir(tmp_path, monkeypatch):
+        yield tmp_path
 
 
 def _write_demos(project: Path, ids: list[int]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tqdm import tqdm
 
-from flows.pipeline import StageLog, run_dvc_stage
+from flows.repro import StageLog, run_dvc_stage
 from instructgpt.progress import LineProgress, progress
 
 
@@ -123,6 +123,7 @@ Path("out.txt").write_text(sys.executable)
 """
 
 
+@pytest.mark.slow  # a real `dvc repro` process
 def test_run_dvc_stage_without_the_venv_on_path(tmp_path, monkeypatch):
     """The worker's PATH lacks the virtual environment: DVC and `python` still resolve to it."""
     venv_bin = Path(sys.executable).parent

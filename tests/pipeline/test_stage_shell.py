@@ -5,7 +5,7 @@ import json
 import pytest
 
 from instructgpt.config import ConfigError
-from tasks.common import EXIT_CONFIG, EXIT_ERROR, main
+from tasks.shell.run import EXIT_CONFIG, EXIT_ERROR, main
 
 DVC_YAML = """
 stages:

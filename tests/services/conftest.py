@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from instructgpt import credentials
-from tests.e2e.conftest import make_workspace, share_run_cache
+from tests.e2e.conftest import share_run_cache
 from tests.services import servers
 from tests.services.ci import pytest_runtest_makereport  # noqa: F401  (a skip fails under CI=true)
+from tests.workspace import make_workspace
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # boto never asks a cloud for credentials
 STAGES = ["ingest", "base", "sft", "label", "rm", "ppo", "ppo_noptx", "label_round2", "rm_round2", "ppo_round2",

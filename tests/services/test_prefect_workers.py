@@ -73,7 +73,7 @@ def test_two_workers_share_the_pool_one_run_per_workspace(trained_workspace, res
             runs[name] = [client.create_flow_run_from_deployment(deployment.id)
                           for _ in range(RUNS_PER_WORKSPACE)]
 
-    # workers poll every 2 s rather than 10; they need not have the venv on PATH (flows/pipeline.py)
+    # workers poll every 2 s rather than 10; they need not have the venv on PATH (flows/repro.py)
     worker_env = {**env, "PREFECT_WORKER_QUERY_SECONDS": "2"}
     workers = [_worker(f"worker-{i}", worker_env, tmp_path / f"worker-{i}.log") for i in (1, 2)]
     ids = [run.id for rs in runs.values() for run in rs]
