@@ -9,7 +9,7 @@ is not offered; the checkpoint with the lowest validation loss (or the last one)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
