@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from instructgpt.labeling.formats import read_rankings, task_id
 from tests.helpers import write_jsonl
 
