@@ -38,12 +38,12 @@ LABEL_STUDIO_PORT ?= 8080
 LABEL_STUDIO_URL ?= http://127.0.0.1:$(LABEL_STUDIO_PORT)
 export LABEL_STUDIO_PORT LABEL_STUDIO_URL
 
-.PHONY: run seeds test test-unit ui data venv venv-test constraints deploy worker bench bench-peers gpu-check world demo-base clean help test-acceptance test-services labelstudio labelstudio-venv labels-push labels-pull secrets
+.PHONY: run seeds test test-unit ui data venv venv-test constraints deploy worker bench bench-peers gpu-check world demo-base clean help results-tags test-acceptance test-services labelstudio labelstudio-venv labels-push labels-pull secrets
 
 help:
 	@echo "make run     - the whole pipeline (Prefect flow over DVC stages) on the demo data, offline"
 	@echo "               PROFILE=tiny: the tiny profile, in its own workspace profiles/tiny/"
-	@echo "make seeds   - the demo on three training seeds and the mean ± sd of its headline figures (~50 min)"
+	@echo "make seeds   - the demo on three training seeds and the mean ± sd of its headline figures (~30 min on 2 cores)"
 	@echo "make test    - the test suite (without the long acceptance runs)"
 	@echo "make test-unit - the fast tier alone (about a minute): no end-to-end or slow tests (-m unit)"
 	@echo "make test-acceptance - own data/logs/model/labelers end to end, a real Label Studio round trip, dvc repro vs the flow"
@@ -58,6 +58,7 @@ help:
 	@echo "make labelstudio - Label Studio on http://127.0.0.1:8080 (own venv .labelstudio/venv) for human labelers"
 	@echo "make labels-push - tasks waiting in labels/outbox/ into Label Studio projects"
 	@echo "make labels-pull - Label Studio's answers into labels/rankings/ and labels/judgements/"
+	@echo "make results-tags - tag the commits that measured and wrote down earlier figures (docs/RESULTS.md)"
 
 # constraints.txt pins every package to the versions last tested together (make constraints
 # refreshes it): pip then has nothing to resolve, and two installs a month apart are the same.
@@ -196,6 +197,12 @@ demo-base: venv data/prompts.jsonl
 	cd profiles/pretrain && $(CURDIR)/$(PY) -m dvc repro base
 	rm -rf models/demo-base && cp -r profiles/pretrain/outputs/base/model models/demo-base
 	$(BIN)/dvc add models/demo-base && $(BIN)/dvc push models/demo-base.dvc
+
+# The measured commits of docs/RESULTS.md as local lightweight tags results/<what>-<commit>: a
+# clone gets the commits but not the tags, so each tag is made from the commit its name ends with.
+results-tags:
+	@for t in $$(grep -o 'results/[a-z0-9-]*-[0-9a-f]\{7,\}' docs/RESULTS.md | sort -u); do \
+		git tag -f $$t $${t##*-} >/dev/null && echo "$$t -> $$(git rev-parse --short $$t)" || exit 1; done
 
 clean:
 	rm -rf outputs reports .prefect profiles/*/
