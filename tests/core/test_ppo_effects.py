@@ -49,13 +49,13 @@ def corpus(n: int, seed: int) -> list[str]:
 PTX_TEXTS = corpus(60, 0)
 
 
-def _run(tiny_model, tokenizer, model_dir, kl_coef: float, ptx_coef: float = 0.0):
-    torch.manual_seed(0)
+def _run(tiny_model, tokenizer, model_dir, kl_coef: float, ptx_coef: float = 0.0, seed: int = 0):
+    torch.manual_seed(seed)
     policy = copy.deepcopy(tiny_model)
     logged: list[dict] = []
     cfg = PPOConfig(steps=20, batch_size=8, mini_batch_size=4, ppo_epochs=2, lr=1e-2, max_new_tokens=6,
                     no_eos_penalty=None, ptx_coef=ptx_coef, ptx_batch_size=4, ptx_block_size=16,
-                    kl=KLConfig(kl_coef=kl_coef), show_progress=False, seed=0)
+                    kl=KLConfig(kl_coef=kl_coef), show_progress=False, seed=seed)
     train_ppo(policy, copy.deepcopy(tiny_model), RewardModel.from_causal_lm(model_dir, seed=3), PrefersTokens(),
               tokenizer, PROMPTS, PTX_TEXTS, cfg, lambda d, s: logged.append(d))
     return policy, logged
@@ -73,17 +73,22 @@ def final_kl(logged: list[dict]) -> float:
 
 
 def test_ppo_moves_toward_the_rm_preference_with_kl_bounded_by_beta(tiny_model, tokenizer, model_dir):
+    """Over seeds, not one: 20 steps at lr 1e-2 are noisy, and a run's path depends on the CPU's
+    float rounding (bf16 most: on a Xeon with AMX seed 0 reaches 0.23, seed 2 0.56). Measured on
+    seeds 0-11 (Xeon, AMX): the share goes from 0.12 to 0.37 (bf16, sd 0.11 per run) or 0.41 (fp32,
+    sd 0.08); the mean of 8 runs has an sd under 0.05, so "more than doubled" (0.23) sits 3 sd
+    below it. The mean KL at the end is 2.9 (bf16) to 3.2 nats (fp32) at β 0.3 and 17 at β 0.03."""
     before = preferred_share(tiny_model, tokenizer)
-    policy, logged = _run(tiny_model, tokenizer, model_dir, kl_coef=0.3)
-    # from 0.12 to 0.36 at this seed; 20 steps at lr 1e-2 are noisy (0.25 to 0.49 over seeds 0-5),
-    # so the bar (a share more than doubled) sits below the typical run
-    assert preferred_share(policy, tokenizer) > before + 0.2
+    runs = [_run(tiny_model, tokenizer, model_dir, kl_coef=0.3, seed=seed) for seed in range(8)]
+    after = sum(preferred_share(policy, tokenizer) for policy, _ in runs) / len(runs)
+    assert after > 2 * before, f"the preferred share went from {before:.3f} to {after:.3f} (mean of 8 seeds)"
     # A policy that emits only preferred tokens is at least ln(1 / before) ≈ 2.1 nats per token
     # (≈ 13 per 6-token response) from π^SFT: the KL penalty stops well short of that ...
-    assert final_kl(logged) < 10.0
+    tight = sum(final_kl(logged) for _, logged in runs) / len(runs)
+    assert tight < 10.0
     # ... and it is β that holds it back: a tenth of it lets the policy run much further
-    _, loose = _run(tiny_model, tokenizer, model_dir, kl_coef=0.03)
-    assert final_kl(loose) > 2 * final_kl(logged)
+    loose = sum(final_kl(_run(tiny_model, tokenizer, model_dir, kl_coef=0.03, seed=seed)[1]) for seed in range(4)) / 4
+    assert loose > 2 * tight
 
 
 def test_ptx_limits_the_pretraining_loss_regression_on_heldout_documents(tiny_model, tokenizer, model_dir):
