@@ -8,7 +8,8 @@ head bias: the ranking loss is shift-invariant; attention key biases: softmax is
 divides float noise ~1e-9 by sqrt(v) + eps ~1e-8 and moves the weight by a fraction of lr, in
 each run differently. Measured: SFT max |Δ| 1.8e-5, RM 8e-5 (head bias; 2.3e-4 on a Xeon with AMX),
 PPO 2e-6; weights moved by ~1e-2. Hence |Δ| <= 2e-4 + 1e-4·|w|, except for the RM head bias: its
-value is float noise amplified, so it is held to what AdamW can move any weight (``FREE_RM_KEYS``). The RM's gain and bias are read off the trained weights
+value is float noise amplified, so it is held to what AdamW can move any weight (``FREE_RM_KEYS``).
+The RM's gain and bias are read off the trained weights
 after training, so they are checked against what those weights give (``NORMALISATION``). The data sizes
 leave uneven last batches (SFT: 5 over 2 ranks; RM: 1, so one rank has an empty shard and runs a
 row at weight 0 for DDP; PPO: minibatches and ptx batches of 3). Gradients are summed by
@@ -41,6 +42,7 @@ from .test_train import make_comparisons
 
 WORLD_SIZE = 2
 ATOL, RTOL = 2e-4, 1e-4  # |w_2proc − w_1proc| <= ATOL + RTOL·|w_1proc|
+RM_PROMPTS = 9  # the prompts the RM trains on (make_comparisons)
 
 
 # The RM's gain and bias are not trained: normalize_rewards reads them off the trained weights
@@ -65,7 +67,7 @@ def rm_normalisation(model_dir, state: dict[str, torch.Tensor]) -> dict[str, flo
     rm = RewardModel.from_causal_lm(model_dir)
     rm.load_state_dict(state)
     tokenizer = load_tokenizer(model_dir)
-    metrics = normalize_rewards(rm, tokenizer, comparison_samples(make_comparisons(RM_TRAIN_PROMPTS, 3)), make_pairs(6, 2), rm_cfg())
+    metrics = normalize_rewards(rm, tokenizer, comparison_samples(make_comparisons(RM_PROMPTS, 3)), make_pairs(6, 2), rm_cfg())
     return {k: metrics[k] for k in NORMALISATION}
 
 
@@ -82,7 +84,8 @@ def assert_trained_alike(name: str, model_dir, single: dict, multi: dict, label:
     if name == "rm":
         for k in FREE_RM_KEYS:
             gap = float((single[k] - multi[k]).abs().max())
-            assert gap <= 2 * rm_adam_reach(), f"rm{label}: {k} differs by {gap:.1e}, beyond what AdamW's steps reach"
+            assert gap <= 2 * rm_adam_reach(), (
+                f"rm{label}: {k} differs by {gap:.1e}, beyond what AdamW's steps reach")
     excess = {k: float(((single[k] - multi[k]).abs() - RTOL * single[k].abs()).max()) for k in keys}
     worst = max(excess, key=excess.get)
     assert excess[worst] < ATOL, (
@@ -103,13 +106,10 @@ def rm_cfg() -> RewardConfig:
     return RewardConfig(epochs=1, lr=1e-3, batch_size=4, warmup=1, max_len=48, show_progress=False)
 
 
-RM_TRAIN_PROMPTS = 9  # the prompts run_all trains the RM on (make_comparisons)
-
-
 def rm_adam_reach() -> float:
     """The farthest AdamW moves one weight in the RM's training: lr per optimizer step."""
     cfg = rm_cfg()
-    return cfg.lr * cfg.epochs * -(-RM_TRAIN_PROMPTS // cfg.batch_size)
+    return cfg.lr * cfg.epochs * -(-RM_PROMPTS // cfg.batch_size)
 
 
 def ppo_cfg() -> PPOConfig:
@@ -136,7 +136,7 @@ def run_all(model_dir) -> dict[str, dict[str, torch.Tensor]]:
     model, tokenizer = load_causal_lm(model_dir)
     train_sft(model, tokenizer, make_pairs(37, 1), make_pairs(6, 2), sft_cfg())
     rm = RewardModel.from_causal_lm(model_dir)
-    train_reward_model(rm, tokenizer, make_comparisons(RM_TRAIN_PROMPTS, 3), make_comparisons(3, 4), make_pairs(6, 2), rm_cfg())
+    train_reward_model(rm, tokenizer, make_comparisons(RM_PROMPTS, 3), make_comparisons(3, 4), make_pairs(6, 2), rm_cfg())
     policy = load_causal_lm(model_dir)[0]
     texts = [f"{p}\n{r}" for p, r in make_pairs(40, 5)]
     tokens = count_sampled_tokens(policy)
@@ -182,10 +182,11 @@ def test_trained_alike_fails_on_a_real_difference(model_dir):
 
     tokenizer = load_tokenizer(model_dir)
     rm = RewardModel.from_causal_lm(model_dir)
-    train_reward_model(rm, tokenizer, make_comparisons(RM_TRAIN_PROMPTS, 3), make_comparisons(3, 4), make_pairs(6, 2), rm_cfg())
+    train_reward_model(rm, tokenizer, make_comparisons(RM_PROMPTS, 3), make_comparisons(3, 4), make_pairs(6, 2), rm_cfg())
     single = {k: v.clone() for k, v in rm.state_dict().items()}
     assert_trained_alike("rm", model_dir, single, {k: v.clone() for k, v in single.items()})
-    for key, delta in (("head.weight", 10 * ATOL), ("head.bias", 3 * rm_adam_reach()), ("bias", 1e-3), ("gain", 1e-3)):
+    deltas = {"head.weight": 10 * ATOL, "head.bias": 3 * rm_adam_reach(), "bias": 1e-3, "gain": 1e-3}
+    for key, delta in deltas.items():
         broken = {k: v.clone() for k, v in single.items()}
         broken[key] += delta
         with pytest.raises(AssertionError, match=key):
